@@ -1,0 +1,49 @@
+# tidegate — every target works on a fresh clone of a new machine.
+PYTHON ?= python3.11
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+
+.PHONY: install demo test lint typecheck unit bench tools clean lock
+
+install: $(STAMP)
+
+$(STAMP): requirements.lock pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check -r requirements.lock
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check --no-deps --no-build-isolation -e .
+	touch $(STAMP)
+
+# promtool is the oracle of the differential test of our threshold+for semantics.
+tools:
+	@command -v promtool >/dev/null 2>&1 || { \
+	  echo "installing Debian's prometheus package for promtool"; \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq prometheus >/dev/null; }
+
+demo: install
+	$(BIN)/tidegate demo
+
+lint: install
+	$(BIN)/ruff check controller policies adapters tests bench
+	$(BIN)/lint-imports
+
+typecheck: install
+	$(BIN)/mypy --strict controller policies adapters
+
+unit: install tools
+	$(BIN)/pytest -n 2 -q
+
+test: lint typecheck unit
+
+bench: install
+	$(BIN)/python -m bench.run
+
+# Re-pin every dependency after editing pyproject.toml.
+lock:
+	rm -rf /tmp/tidegate-lock && $(PYTHON) -m venv /tmp/tidegate-lock
+	/tmp/tidegate-lock/bin/pip install --quiet -e '.[dev]'
+	/tmp/tidegate-lock/bin/pip install --quiet 'setuptools>=75'
+	/tmp/tidegate-lock/bin/pip freeze --all --exclude-editable | grep -v -e '^-e' -e '^pip==' > requirements.lock
+
+clean:
+	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache

@@ -1,0 +1,1 @@
+"""The outside world: signal sources (metrics, incidents, replayed files) and actuators."""

@@ -1,0 +1,1 @@
+"""The engine: decision, rollout machine, store, runtime, CLI and reports."""

@@ -1,0 +1,148 @@
+"""`tidegate backtest`: replay recorded signals through the live evaluator and decide.
+
+Ticks at start + k·interval up to the last timestamp of the data (DESIGN.md backtest
+contract). The evaluator and `decide` are the ones the controller runs; only the source of
+samples differs, which is the point of a backtest.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from adapters.sources.replay import ReplayData
+from controller.core.decide import Verdict, decide
+from policies.evaluator import Evaluator, SignalKind
+from policies.rules.base import Status
+from policies.schema import CountPolicy, Policy
+from policies.timestamps import format_timestamp
+
+
+@dataclass(frozen=True)
+class Transition:
+    """A rule changing status at a tick, with the evidence in words."""
+
+    policy: str
+    at: float
+    before: Status
+    after: Status
+    value: float | None
+    detail: str
+
+
+@dataclass(frozen=True)
+class DecisionChange:
+    at: float
+    verdict: Verdict
+
+
+@dataclass
+class BacktestResult:
+    start: float
+    end: float
+    interval: float
+    ticks: int = 0
+    policies: list[Policy] = field(default_factory=list)
+    unbound: list[Policy] = field(default_factory=list)
+    transitions: list[Transition] = field(default_factory=list)
+    decisions: list[DecisionChange] = field(default_factory=list)
+
+    @property
+    def firings(self) -> list[Transition]:
+        return [t for t in self.transitions if t.after is Status.BREACH]
+
+    @property
+    def lowered_traffic(self) -> bool:
+        """True when some tick decided step_down or rollback (exit status 1)."""
+        return any(change.verdict.decision.lowers_traffic for change in self.decisions)
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "firings": [
+                {"policy": f.policy, "at": format_timestamp(f.at), "value": _json_number(f.value)}
+                for f in self.firings
+            ],
+            "decisions": [
+                {
+                    "at": format_timestamp(change.at),
+                    "decision": change.verdict.decision.value,
+                    "policies": list(change.verdict.policies),
+                }
+                for change in self.decisions
+            ],
+        }
+
+
+def _json_number(value: float | None) -> float | None:
+    return value if value is not None and math.isfinite(value) else None
+
+
+def bound_kinds(policies: Sequence[Policy], data: ReplayData, events_given: bool) -> dict[str, SignalKind]:
+    """Signals the data provides. An event stream counts as present whenever an events file
+    was given: a healthy release with no incidents has an empty stream, not a missing one."""
+    kinds = data.kinds()
+    if events_given:
+        for policy in policies:
+            if isinstance(policy, CountPolicy):
+                kinds.setdefault(policy.signal, SignalKind.EVENTS)
+    return kinds
+
+
+def run_backtest(
+    policies: Sequence[Policy],
+    data: ReplayData,
+    *,
+    start: float | None,
+    interval: float,
+    events_given: bool,
+) -> BacktestResult:
+    span = data.span()
+    if span is None:
+        first = last = start if start is not None else 0.0
+    else:
+        first, last = span
+    begin = first if start is None else start
+    kinds = bound_kinds(policies, data, events_given)
+    # Count rules with no stream in the data are unbound, like any other missing signal.
+    evaluator = Evaluator(
+        [p for p in policies if not isinstance(p, CountPolicy) or p.signal in kinds],
+        start=begin,
+        kinds=kinds,
+    )
+    unbound = evaluator.unbound + [
+        p for p in policies if isinstance(p, CountPolicy) and p.signal not in kinds
+    ]
+    for column, (times, values) in data.columns.items():
+        evaluator.load(column, times, values)
+    for event in data.events:
+        evaluator.observe_event(event)
+    result = BacktestResult(begin, last, interval, policies=evaluator.policies, unbound=unbound)
+    _tick_through(evaluator, result, begin, last, interval)
+    return result
+
+
+def _tick_through(
+    evaluator: Evaluator, result: BacktestResult, begin: float, last: float, interval: float
+) -> None:
+    previous = [Status.OK] * len(evaluator.rules)
+    last_verdict: Verdict | None = None
+    k = 0
+    while (now := begin + k * interval) <= last:
+        states = evaluator.tick(now)
+        for index, state in enumerate(states):
+            if state.status is not previous[index]:
+                rule = evaluator.rules[index][0]
+                result.transitions.append(
+                    Transition(
+                        state.policy.id, now, previous[index], state.status, state.value, rule.describe(now)
+                    )
+                )
+                previous[index] = state.status
+        verdict = decide(states)
+        if verdict != last_verdict:
+            result.decisions.append(DecisionChange(now, verdict))
+            last_verdict = verdict
+        k += 1
+    result.ticks = k

@@ -1,0 +1,130 @@
+"""The `tidegate` command. Errors are rendered here, once: a message and exit 2, no traceback."""
+
+from __future__ import annotations
+
+import json
+import sys
+from typing import Annotated
+
+import click
+import typer
+
+from adapters.sources.replay import read_replay
+from controller.backtest import run_backtest
+from controller.cli.timeline import render_timeline
+from policies.durations import parse_duration
+from policies.errors import TidegateError
+from policies.explain import explain_pack
+from policies.loader import load_packs
+from policies.timestamps import parse_timestamp
+
+app = typer.Typer(
+    name="tidegate",
+    help="Automated rollback decisions: codified runbooks that watch rollout signals.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+policy_app = typer.Typer(help="Validate and explain policy packs.", no_args_is_help=True)
+app.add_typer(policy_app, name="policy")
+
+EXIT_OK, EXIT_LOWERED, EXIT_USAGE = 0, 1, 2
+
+
+def _err(message: str) -> None:
+    print(message, file=sys.stderr)
+
+
+@policy_app.command("validate")
+def policy_validate(
+    packs: Annotated[list[str], typer.Argument(help="Pack files or library:NAME.")],
+) -> None:
+    """Check packs; exit 0 when all are valid, 2 with FILE:LINE:COL otherwise."""
+    for pack, ref in zip(load_packs(packs), packs, strict=True):
+        print(f"{ref}: ok ({len(pack.policies)} policies)")
+
+
+@policy_app.command("explain")
+def policy_explain(
+    packs: Annotated[list[str], typer.Argument(help="Pack files or library:NAME.")],
+) -> None:
+    """One plain sentence per rule."""
+    for pack in load_packs(packs):
+        for sentence in explain_pack(pack):
+            print(sentence)
+
+
+@app.command()
+def backtest(
+    policy: Annotated[
+        list[str], typer.Option("--policy", "-p", help="Pack file or library:NAME (repeatable).")
+    ],
+    data: Annotated[str | None, typer.Option(help="CSV: timestamp,signal,value.")] = None,
+    events: Annotated[str | None, typer.Option(help="JSON Lines events (incidents, alerts).")] = None,
+    start: Annotated[str | None, typer.Option(help="Rollout start, RFC 3339 or unix seconds.")] = None,
+    interval: Annotated[str | None, typer.Option(help="Tick interval (default: the pack's).")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="One JSON object on stdout.")] = False,
+    strict: Annotated[bool, typer.Option(help="Unbound signals are an error.")] = False,
+) -> None:
+    """Replay recorded signals through the policies; exit 1 if any tick stepped down or rolled back."""
+    if data is None and events is None:
+        raise click.UsageError("give --data and/or --events")
+    packs = load_packs(policy)
+    policies = [p for pack in packs for p in pack.policies]
+    tick = _duration_option("--interval", interval) if interval else packs[0].interval
+    begin = _timestamp_option("--start", start) if start else None
+    result = run_backtest(
+        policies, read_replay(data, events), start=begin, interval=tick, events_given=events is not None
+    )
+    for policy_ in result.unbound:
+        message = f"policy {policy_.id!r}: signal {policy_.signal!r} does not appear in the data"
+        if strict:
+            raise TidegateError(message + " (--strict)")
+        _err(f"warning: {message}; skipped")
+    if as_json:
+        print(json.dumps(result.to_json()))
+    else:
+        for line in render_timeline(result, ", ".join(policy)):
+            print(line)
+    raise typer.Exit(EXIT_LOWERED if result.lowered_traffic else EXIT_OK)
+
+
+def _duration_option(name: str, text: str) -> float:
+    try:
+        seconds = parse_duration(text)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc), param_hint=name) from None
+    if seconds <= 0:
+        raise click.BadParameter("must be longer than 0", param_hint=name)
+    return seconds
+
+
+def _timestamp_option(name: str, text: str) -> float:
+    try:
+        return parse_timestamp(text)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc), param_hint=name) from None
+
+
+@app.command()
+def demo() -> None:
+    """Backtest the bundled checkout-regression scenario with the runbook pack."""
+    from controller.demo import run_demo
+
+    raise typer.Exit(run_demo())
+
+
+def run() -> None:
+    """Console entry point: exit codes 0/1/3 from commands, 2 for any usage or input error."""
+    try:
+        code = app(standalone_mode=False)
+    except click.exceptions.ClickException as exc:
+        exc.show()
+        sys.exit(EXIT_USAGE)
+    except click.exceptions.Abort:
+        _err("aborted")
+        sys.exit(130)
+    except TidegateError as exc:
+        _err(f"error: {exc}")
+        sys.exit(EXIT_USAGE)
+    sys.exit(code if isinstance(code, int) else EXIT_OK)

@@ -1,0 +1,42 @@
+"""Ratio signals (Σnum / Σden over a window) and the confidence bound that judges them."""
+
+from __future__ import annotations
+
+import math
+from statistics import NormalDist
+
+from policies.series import RatioSeries
+
+
+def z_for(confidence: float) -> float:
+    """One-sided normal quantile: a 95% bound uses z = 1.645."""
+    return NormalDist().inv_cdf(confidence)
+
+
+def wilson_bounds(successes: float, trials: float, z: float) -> tuple[float, float]:
+    """Wilson score interval for a binomial proportion.
+
+    Chosen over the normal (Wald) interval because it stays inside [0, 1] and keeps its
+    coverage at the small counts low-traffic canaries produce (1 error in 6 requests).
+    """
+    if trials <= 0:
+        return (0.0, 1.0)
+    p = min(max(successes / trials, 0.0), 1.0)
+    z2 = z * z
+    denominator = 1 + z2 / trials
+    centre = (p + z2 / (2 * trials)) / denominator
+    half = z * math.sqrt(p * (1 - p) / trials + z2 / (4 * trials * trials)) / denominator
+    return (max(0.0, centre - half), min(1.0, centre + half))
+
+
+def window_ratio(signal: RatioSeries, start: float, end: float) -> tuple[float, float] | None:
+    """(Σnum, Σden) over (start, end]; None when either counter has no sample there.
+
+    A counter with no sample is missing data, not zero: inventing a 0 for the numerator
+    would report a perfect error rate for a canary whose error metric vanished.
+    """
+    num, num_count = signal.num.window(start, end)
+    den, den_count = signal.den.window(start, end)
+    if num_count == 0 or den_count == 0:
+        return None
+    return num, den

@@ -1,0 +1,80 @@
+"""`when` + `for` on a plain signal (newest sample within staleness) or a ratio signal."""
+
+from __future__ import annotations
+
+from policies.rules.base import Reading
+from policies.rules.ratio import wilson_bounds, window_ratio, z_for
+from policies.schema import ThresholdPolicy
+from policies.series import RatioSeries, Series
+
+
+class PlainThreshold:
+    __slots__ = ("compare", "limit", "policy", "series", "staleness")
+
+    def __init__(self, policy: ThresholdPolicy, series: Series) -> None:
+        self.policy = policy
+        self.series = series
+        self.staleness = policy.staleness
+        self.compare = policy.when.holds
+
+    def read(self, time: float) -> Reading:
+        value = self.series.latest(time, self.staleness)
+        if value is None:
+            return Reading(None, None)
+        return Reading(self.compare(value), value)
+
+    def describe(self, time: float) -> str:
+        value = self.series.latest(time, self.staleness)
+        return "no sample within staleness" if value is None else f"{value:g}"
+
+    def retention(self) -> float:
+        return self.staleness
+
+
+class RatioThreshold:
+    """Σnum/Σden over (t − window, t]; below `min_samples` of Σden there is no value.
+
+    With `confidence`, the condition is judged on the Wilson bound on the side that makes
+    the claim hardest to make: the lower bound for `>`/`>=`, the upper for `<`/`<=`.
+    """
+
+    __slots__ = ("compare", "min_samples", "policy", "signal", "upper", "window", "z")
+
+    def __init__(self, policy: ThresholdPolicy, signal: RatioSeries) -> None:
+        self.policy = policy
+        self.signal = signal
+        self.window = policy.window
+        self.min_samples = policy.min_samples
+        self.compare = policy.when.holds
+        self.z = z_for(policy.confidence) if policy.confidence is not None else None
+        self.upper = policy.when.op in ("<", "<=")
+
+    def read(self, time: float) -> Reading:
+        sums = window_ratio(self.signal, time - self.window, time)
+        if sums is None:
+            return Reading(None, None)
+        num, den = sums
+        if den <= 0 or den < self.min_samples:
+            return Reading(None, None)
+        ratio = num / den
+        if self.z is None:
+            return Reading(self.compare(ratio), ratio)
+        low, high = wilson_bounds(num, den, self.z)
+        return Reading(self.compare(high if self.upper else low), ratio)
+
+    def describe(self, time: float) -> str:
+        sums = window_ratio(self.signal, time - self.window, time)
+        if sums is None:
+            return "no samples in the window"
+        num, den = sums
+        if den <= 0 or den < self.min_samples:
+            return f"{den:g} in the window, fewer than min_samples {self.min_samples:g}"
+        text = f"{num:g}/{den:g} = {num / den:.4g}"
+        if self.z is not None:
+            low, high = wilson_bounds(num, den, self.z)
+            side, bound = ("upper", high) if self.upper else ("lower", low)
+            text += f", {side} {self.policy.confidence:g} bound {bound:.4g}"
+        return text
+
+    def retention(self) -> float:
+        return self.window

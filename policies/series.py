@@ -1,0 +1,114 @@
+"""Signal histories the rules read: samples in time order with running sums.
+
+A window query is two binary searches and one subtraction of running sums, never a scan,
+so a tick costs O(log n) per rule whatever the window, and ingesting a sample is O(1)
+amortised. The evaluator forgets samples no rule can need any more (`forget_through`).
+The backtest bulk-loads a whole history with `extend` (C-speed `accumulate`); the live
+controller appends sample by sample. Both then read through the same queries.
+"""
+
+from __future__ import annotations
+
+from bisect import bisect_left, bisect_right, insort
+from collections.abc import Sequence
+from itertools import accumulate
+from typing import NamedTuple
+
+
+class Series:
+    """One numeric signal. Indices are local; `dropped` counts samples already forgotten."""
+
+    __slots__ = ("cums", "dropped", "times", "values")
+
+    def __init__(self) -> None:
+        self.times: list[float] = []
+        self.values: list[float] = []
+        self.cums: list[float] = [0.0]  # cums[i] = sum(values[:i]) (+ what was forgotten)
+        self.dropped = 0
+
+    def __len__(self) -> int:
+        return len(self.times)
+
+    def append(self, time: float, value: float) -> None:
+        times = self.times
+        if times and time < times[-1]:
+            self._insert_late(time, value)
+            return
+        times.append(time)
+        self.values.append(value)
+        self.cums.append(self.cums[-1] + value)
+
+    def extend(self, times: Sequence[float], values: Sequence[float]) -> None:
+        """Bulk-load samples already sorted by time (the backtest's path)."""
+        if not times:
+            return
+        if self.times and times[0] < self.times[-1]:
+            for time, value in zip(times, values, strict=True):
+                self.append(time, value)
+            return
+        self.times.extend(times)
+        self.values.extend(values)
+        sums = accumulate(values, initial=self.cums[-1])
+        next(sums)  # accumulate starts by repeating the initial value
+        self.cums.extend(sums)
+
+    def _insert_late(self, time: float, value: float) -> None:
+        # Late samples are rare (a delayed scrape); rebuilding the sums behind them is fine.
+        index = bisect_right(self.times, time)
+        insort(self.times, time)
+        self.values.insert(index, value)
+        base = self.cums[index]
+        self.cums[index + 1 :] = list(accumulate(self.values[index:], initial=base))[1:]
+
+    def upto(self, time: float) -> int:
+        """Number of samples with timestamp ≤ time (the end index of a (…, time] window)."""
+        times = self.times
+        if not times or times[-1] <= time:
+            return len(times)
+        return bisect_right(times, time)
+
+    def before(self, time: float) -> int:
+        """Number of samples with timestamp < time."""
+        return bisect_left(self.times, time)
+
+    def latest(self, time: float, staleness: float) -> float | None:
+        """The newest value in (time − staleness, time], or None when there is none."""
+        end = self.upto(time)
+        if end == 0 or self.times[end - 1] <= time - staleness:
+            return None
+        return self.values[end - 1]
+
+    def total(self, start: int, end: int) -> float:
+        return self.cums[end] - self.cums[start]
+
+    def window(self, start_time: float, end_time: float) -> tuple[float, int]:
+        """(sum, count) of samples in (start_time, end_time]."""
+        end = self.upto(end_time)
+        start = bisect_right(self.times, start_time, 0, end)
+        return self.cums[end] - self.cums[start], end - start
+
+    def forget_through(self, time: float) -> None:
+        """Drop samples at or before `time`, in amortised batches (list deletes are memmoves)."""
+        count = bisect_right(self.times, time)
+        if count < 64 or count * 2 < len(self.times):
+            return
+        del self.times[:count]
+        del self.values[:count]
+        del self.cums[:count]
+        self.dropped += count
+
+
+class RatioSeries(NamedTuple):
+    """A ratio signal as its two counters: Σnum / Σden over a window is its value."""
+
+    num: Series
+    den: Series
+
+
+class Event(NamedTuple):
+    """One event of an event stream (incidents, alerts); `fields` are what `match` compares."""
+
+    time: float
+    signal: str
+    id: str | None
+    fields: dict[str, object]
