@@ -25,6 +25,7 @@ demo: install
 
 lint: install
 	$(BIN)/ruff check controller policies adapters tests bench
+	$(BIN)/ruff format --check controller policies adapters tests bench
 	$(BIN)/lint-imports
 
 typecheck: install

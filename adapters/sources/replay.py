@@ -22,7 +22,7 @@ from typing import Any
 from policies.errors import DataError
 from policies.evaluator import SignalKind
 from policies.series import Event
-from policies.timestamps import parse_timestamp
+from policies.timestamps import format_timestamp, parse_timestamp
 
 _SIGNAL = re.compile(r"^([A-Za-z_][A-Za-z0-9_.-]*)(?::(num|den))?$")
 HEADER = ["timestamp", "signal", "value"]
@@ -197,3 +197,26 @@ def read_replay(samples: str | None, events: str | None) -> ReplayData:
         columns=read_samples(samples) if samples else {},
         events=read_events(events) if events else [],
     )
+
+
+def write_samples(path: str, columns: dict[str, tuple[list[float], list[float]]]) -> int:
+    """Write columns in the samples CSV format, time-ordered; returns the row count."""
+    rows = sorted(
+        (time, name, value)
+        for name, (times, values) in columns.items()
+        for time, value in zip(times, values, strict=True)
+    )
+    with Path(path).open("w", newline="", encoding="utf-8") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(HEADER)
+        writer.writerows((format_timestamp(time), name, repr(value)) for time, name, value in rows)
+    return len(rows)
+
+
+def write_events(path: str, events: list[Event]) -> int:
+    with Path(path).open("w", encoding="utf-8") as handle:
+        for event in sorted(events, key=lambda e: e.time):
+            stamp = format_timestamp(event.time)
+            record = {"timestamp": stamp, "signal": event.signal, "id": event.id, **event.fields}
+            handle.write(json.dumps(record) + "\n")
+    return len(events)

@@ -16,7 +16,7 @@ from policies.durations import parse_duration
 from policies.errors import TidegateError
 from policies.explain import explain_pack
 from policies.loader import load_packs
-from policies.timestamps import parse_timestamp
+from policies.timestamps import format_timestamp, parse_timestamp
 
 app = typer.Typer(
     name="tidegate",
@@ -104,6 +104,31 @@ def _timestamp_option(name: str, text: str) -> float:
         return parse_timestamp(text)
     except ValueError as exc:
         raise click.BadParameter(str(exc), param_hint=name) from None
+
+
+@app.command()
+def simulate(
+    out: Annotated[str, typer.Option(help="Directory for data.csv and events.jsonl.")],
+    scenario: Annotated[str, typer.Option(help="'demo', or 'healthy' with --seed.")] = "demo",
+    seed: Annotated[int, typer.Option(help="Seed for a healthy release.")] = 1,
+) -> None:
+    """Write a simulated release as backtest input files (the demo's scenario by default)."""
+    from pathlib import Path
+
+    from adapters.sources.replay import write_events, write_samples
+    from controller.simulator import ReleaseSpec, demo_spec
+    from controller.simulator import simulate as run_simulation
+
+    specs = {"demo": demo_spec(), "healthy": ReleaseSpec(seed=seed)}
+    if scenario not in specs:
+        raise click.BadParameter(f"expected one of {', '.join(specs)}", param_hint="--scenario")
+    result = run_simulation(specs[scenario])
+    folder = Path(out)
+    folder.mkdir(parents=True, exist_ok=True)
+    rows = write_samples(str(folder / "data.csv"), result.data.columns)
+    events = write_events(str(folder / "events.jsonl"), result.data.events)
+    print(f"{folder}/data.csv: {rows} samples; {folder}/events.jsonl: {events} events")
+    print(f"rollout start: {format_timestamp(result.start)} (pass it as --start)")
 
 
 @app.command()
