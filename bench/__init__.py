@@ -1,0 +1,1 @@
+"""Benchmarks and decision-quality studies, run with `make bench`; results in docs/."""
