@@ -158,9 +158,7 @@ BAD: dict[str, OracleCase] = {
     # pretends a 300 s old sample still counts (closed lookback)
     "stale": plain("bad_stale", (0.1, NA, NA, NA, NA, NA), "f f f f f f"),
     # pretends the ratio window is closed
-    "closed_ratio": ratio(
-        "bad_closed_ratio", (10.0, 0.0, 0.0, 0.0), (10.0,) * 4, "f f f i", threshold=0.3
-    ),
+    "closed_ratio": ratio("bad_closed_ratio", (10.0, 0.0, 0.0, 0.0), (10.0,) * 4, "f f f i", threshold=0.3),
     # > treated as >= at the boundary
     "boundary": plain("bad_boundary", (0.05, 0.05, 0.1, 0.0), "f f f i", op=">"),
 }
@@ -213,9 +211,7 @@ def test_cases_with_different_steps_share_one_run(tmp_path: Path) -> None:
     assert set(check_cases([cases[0], wrong], tmp_path / "again")) == {"step_7"}
 
 
-def test_naive_forms_disagree_in_promtool_2(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def test_naive_forms_disagree_in_promtool_2(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """Why the translation is needed: promtool 2.x windows are closed [t - d, t]."""
     if promtool_oracle._promtool_major() != 2:
         pytest.skip("closed windows are a promtool 2.x property")
@@ -246,9 +242,7 @@ def test_promql_forms() -> None:
     den = "sum_over_time(tidegate_oracle_r_den[119s])"
     assert promql_expr(case) == f"{num} / {den} <= 0.05 and {den} >= 50.0"
     # promtool 3.x windows are left-open already: no shift.
-    assert promql_expr(case, promtool_major=3).startswith(
-        "sum_over_time(tidegate_oracle_r_num[120s])"
-    )
+    assert promql_expr(case, promtool_major=3).startswith("sum_over_time(tidegate_oracle_r_num[120s])")
 
 
 def test_exact_floats_reach_promtool(tmp_path: Path) -> None:
@@ -262,9 +256,7 @@ def test_exact_floats_reach_promtool(tmp_path: Path) -> None:
     assert check_cases(cases, tmp_path) == {}
 
 
-def test_unattributable_promtool_failure_raises(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def test_unattributable_promtool_failure_raises(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     def broken(case: OracleCase, promtool_major: int = 2) -> str:
         return "sum_over_time(("
 
