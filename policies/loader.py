@@ -57,9 +57,13 @@ def load_packs(refs: Sequence[str]) -> list[PolicyPack]:
     packs = [load_pack(ref) for ref in refs]
     owner: dict[str, str] = {}
     for ref, pack in zip(refs, packs, strict=True):
-        for policy in pack.policies:
+        for index, policy in enumerate(pack.policies):
             if policy.id in owner:
-                raise PolicyError(ref, None, f"policy id {policy.id!r} is also defined in {owner[policy.id]}")
+                # Point at the offending id like every other pack error (FILE:LINE:COL: path).
+                path: YamlPath = ("policies", index, "id")
+                located = load_located(read_source(ref)[0], ref)
+                message = f"{_dotted(path)}: policy id {policy.id!r} is also defined in {owner[policy.id]}"
+                raise located.error(path, message)
             owner[policy.id] = ref
     return packs
 

@@ -12,9 +12,17 @@ from collections.abc import Callable
 from enum import Enum
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    PlainSerializer,
+    field_validator,
+    model_validator,
+)
 
-from policies.durations import parse_duration
+from policies.durations import format_duration, parse_duration
 
 
 class Action(Enum):
@@ -94,11 +102,23 @@ def _parse_duration_field(raw: Any) -> Any:
     return parse_duration(raw)
 
 
-Duration = Annotated[float, BeforeValidator(_parse_duration_field)]
+# Serialised back to "15m" so a stored spec (JSON) validates again exactly as written.
+Duration = Annotated[
+    float, BeforeValidator(_parse_duration_field), PlainSerializer(format_duration, when_used="json")
+]
 Threshold = Annotated[Comparison, BeforeValidator(_parse_comparison)]
 PolicyId = Annotated[str, Field(pattern=r"^[a-z0-9][a-z0-9._-]*$", max_length=100)]
 SignalName = Annotated[str, Field(pattern=r"^[A-Za-z_][A-Za-z0-9_.-]*$", max_length=200)]
-MatchValue = str | int | float | bool
+
+
+def _match_value(raw: Any) -> Any:
+    # Checked up front: the union's own error names a member type ("match.severity.str").
+    if isinstance(raw, str | int | float | bool):
+        return raw
+    raise ValueError(f"expected a string, a number or true/false, got {raw!r}")
+
+
+MatchValue = Annotated[str | int | float | bool, BeforeValidator(_match_value)]
 
 
 class _Strict(BaseModel):

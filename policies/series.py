@@ -18,13 +18,14 @@ from typing import NamedTuple
 class Series:
     """One numeric signal. Indices are local; `dropped` counts samples already forgotten."""
 
-    __slots__ = ("cums", "dropped", "times", "values")
+    __slots__ = ("cums", "dropped", "late", "times", "values")
 
     def __init__(self) -> None:
         self.times: list[float] = []
         self.values: list[float] = []
         self.cums: list[float] = [0.0]  # cums[i] = sum(values[:i]) (+ what was forgotten)
         self.dropped = 0
+        self.late = 0  # samples inserted behind newer ones: they shift indices readers keep
 
     def __len__(self) -> int:
         return len(self.times)
@@ -55,6 +56,7 @@ class Series:
     def _insert_late(self, time: float, value: float) -> None:
         # Late samples are rare (a delayed scrape); rebuilding the sums behind them is fine.
         index = bisect_right(self.times, time)
+        self.late += 1
         insort(self.times, time)
         self.values.insert(index, value)
         base = self.cums[index]

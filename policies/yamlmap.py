@@ -62,7 +62,7 @@ def _convert(node: yaml.Node, path: Path, located: Located) -> Any:
     if isinstance(node, yaml.MappingNode):
         result: dict[str, Any] = {}
         for key_node, value_node in _pairs(node, located):
-            key = str(_scalar(key_node))
+            key = str(key_node.value)  # as written: YAML 1.1 would read the key `on:` as True
             child = (*path, key)
             located.key_positions[child] = (key_node.start_mark.line + 1, key_node.start_mark.column + 1)
             if key in result:
@@ -83,6 +83,8 @@ def _pairs(node: yaml.MappingNode, located: Located) -> Iterator[tuple[yaml.Node
 
 
 def _scalar(node: yaml.Node) -> Any:
+    if node.tag == "tag:yaml.org,2002:timestamp":
+        return node.value  # keep "2026-11-28T10:00:00Z" as written; we parse times ourselves
     # The SafeLoader's resolver gives ints, floats, bools and nulls their YAML 1.1 meaning.
     constructor = yaml.SafeLoader("")
     return constructor.construct_object(node, deep=True)

@@ -74,7 +74,8 @@ def read_samples(path: str) -> dict[str, tuple[list[float], list[float]]]:
 
 def _open_csv(path: str) -> Iterator[list[str]]:
     try:
-        handle = Path(path).open(newline="", encoding="utf-8")  # noqa: SIM115 - closed by the generator
+        # utf-8-sig: spreadsheets export CSV with a byte-order mark before the header.
+        handle = Path(path).open(newline="", encoding="utf-8-sig")  # noqa: SIM115 - closed by the generator
     except FileNotFoundError:
         raise DataError(path, None, "no such file") from None
     except OSError as exc:
@@ -154,7 +155,7 @@ def _sort_in_place(times: list[float], values: list[float]) -> None:
 
 def read_events(path: str) -> list[Event]:
     try:
-        handle = Path(path).open(encoding="utf-8")  # noqa: SIM115 - closed below
+        handle = Path(path).open(encoding="utf-8-sig")  # noqa: SIM115 - closed below
     except FileNotFoundError:
         raise DataError(path, None, "no such file") from None
     except OSError as exc:

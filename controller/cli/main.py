@@ -11,6 +11,7 @@ import typer
 
 from adapters.sources.replay import read_replay
 from controller.backtest import run_backtest
+from controller.cli.rollouts import register as register_rollout_commands
 from controller.cli.timeline import render_timeline
 from policies.durations import parse_duration
 from policies.errors import TidegateError
@@ -29,6 +30,7 @@ policy_app = typer.Typer(help="Validate and explain policy packs.", no_args_is_h
 app.add_typer(policy_app, name="policy")
 
 EXIT_OK, EXIT_LOWERED, EXIT_USAGE = 0, 1, 2
+register_rollout_commands(app)
 
 
 def _err(message: str) -> None:
@@ -146,7 +148,16 @@ def run() -> None:
     except click.exceptions.ClickException as exc:
         exc.show()
         sys.exit(EXIT_USAGE)
-    except click.exceptions.Abort:
+    except typer.TyperException as exc:
+        # typer vendors its own click: its parse errors (missing option, no such command)
+        # are not click's classes, and would otherwise escape as a traceback.
+        show = getattr(exc, "show", None)
+        if callable(show):
+            show()
+        else:
+            _err(f"Error: {exc.format_message()}")
+        sys.exit(EXIT_USAGE)
+    except (click.exceptions.Abort, typer.Abort):
         _err("aborted")
         sys.exit(130)
     except TidegateError as exc:

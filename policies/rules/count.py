@@ -72,12 +72,7 @@ class EventStream:
         return True
 
     def forget_through(self, time: float) -> None:
-        # A duplicate older than every window can no longer be counted twice in one.
-        if len(self.seen) < 1024:
-            return
-        stale = [key for key, at in self.seen.items() if at <= time]
-        if len(stale) * 2 >= len(self.seen):
-            for key in stale:
-                del self.seen[key]
+        # Ids are never forgotten: a redelivery hours later may carry a new timestamp, and
+        # forgetting its id would count it a second time (first delivery wins, DESIGN.md).
         for rule in self.rules:
             rule.forget_through(time)

@@ -136,7 +136,7 @@ class RatioDrift(_DriftBase):
 
 
 class PlainDrift(_DriftBase):
-    __slots__ = ("baseline_mean", "ranked", "ranks", "series", "sorted_baseline")
+    __slots__ = ("baseline_mean", "late_seen", "ranked", "ranks", "series", "sorted_baseline")
 
     def __init__(self, policy: DriftPolicy, series: Series, start: float) -> None:
         super().__init__(policy, start)
@@ -145,6 +145,7 @@ class PlainDrift(_DriftBase):
         self.baseline_mean = 0.0
         self.ranks = Series()  # per current sample: baseline values below it (+½ per tie)
         self.ranked = 0  # absolute index of the next sample of `series` to rank
+        self.late_seen = 0  # series.late when ranked; a late insert shifts indices: re-rank
 
     def _rank_new_samples(self, end: int) -> None:
         baseline = self.sorted_baseline
@@ -167,6 +168,8 @@ class PlainDrift(_DriftBase):
             self.sorted_baseline = sorted(series.values[a:b])
             self.baseline_mean = math.fsum(self.sorted_baseline) / (b - a)
         begin, end = self.current_range(series, time)
+        if series.late != self.late_seen:
+            self.ranks, self.ranked, self.late_seen = Series(), 0, series.late
         if end > self.ranked - series.dropped:
             self._rank_new_samples(end)
         n1, n2 = end - begin, len(self.sorted_baseline)

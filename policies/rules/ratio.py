@@ -26,7 +26,11 @@ def wilson_bounds(successes: float, trials: float, z: float) -> tuple[float, flo
     denominator = 1 + z2 / trials
     centre = (p + z2 / (2 * trials)) / denominator
     half = z * math.sqrt(p * (1 - p) / trials + z2 / (4 * trials * trials)) / denominator
-    return (max(0.0, centre - half), min(1.0, centre + half))
+    # At p = 0 (p = 1) the lower (upper) bound is exactly 0 (1); rounding must not turn
+    # "0 errors" into a bound above 0 that would satisfy `> 0`.
+    low = 0.0 if p == 0 else max(0.0, centre - half)
+    high = 1.0 if p == 1 else min(1.0, centre + half)
+    return (low, high)
 
 
 def window_ratio(signal: RatioSeries, start: float, end: float) -> tuple[float, float] | None:

@@ -1,0 +1,103 @@
+"""Target kinds: the one place a rollout.yaml `kind:` becomes an actuator.
+
+`ACTUATORS` is an explicit dict, no import-time discovery. Each kind names its settings model
+(pydantic, unknown fields forbidden), how to build the actuator and what it can do. An unknown
+kind or bad settings is a `ConfigError` naming the kind, the field and what was expected;
+there is no fallback kind. Adding a target kind is one module, one line here, and its test
+module `tests/test_<kind>_actuator.py` (a test fails without it).
+
+`capabilities_of` answers from the settings alone — no file, no network — so the planner and
+`tidegate plan` can map decisions onto operations without side effects.
+"""
+
+from __future__ import annotations
+
+import difflib
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Generic, Protocol, TypeVar
+
+from pydantic import BaseModel, ValidationError
+from pydantic_core import ErrorDetails
+
+from adapters.actuators.base import Actuator
+from adapters.actuators.sandbox import STATE_FILE, Sandbox, SandboxSettings, capabilities_for
+from adapters.errors import ConfigError
+from policies.operations import Op
+
+SettingsT = TypeVar("SettingsT", bound=BaseModel)
+
+
+class TargetKind(Protocol):
+    def capabilities(self, settings: Mapping[str, object], where: str) -> frozenset[Op]: ...
+
+    def build(self, name: str, settings: Mapping[str, object], where: str, state_dir: Path) -> Actuator: ...
+
+
+@dataclass(frozen=True)
+class Kind(Generic[SettingsT]):
+    """A target kind: its settings model, its constructor and its capabilities."""
+
+    settings: type[SettingsT]
+    construct: Callable[[str, SettingsT, Path], Actuator]
+    capabilities_for: Callable[[SettingsT], frozenset[Op]]
+
+    def capabilities(self, settings: Mapping[str, object], where: str) -> frozenset[Op]:
+        return self.capabilities_for(self._validate(settings, where))
+
+    def build(self, name: str, settings: Mapping[str, object], where: str, state_dir: Path) -> Actuator:
+        return self.construct(name, self._validate(settings, where), state_dir)
+
+    def _validate(self, settings: Mapping[str, object], where: str) -> SettingsT:
+        try:
+            return self.settings.model_validate(settings)
+        except ValidationError as error:
+            problems = error.errors()
+            message = "; ".join(_explain(problem, self.settings) for problem in problems)
+            raise ConfigError(f"{where}: {message}", path=tuple(problems[0]["loc"])) from None
+
+
+def _sandbox(name: str, settings: SandboxSettings, state_dir: Path) -> Actuator:
+    return Sandbox(name, settings, state_dir / STATE_FILE)
+
+
+ACTUATORS: dict[str, TargetKind] = {
+    "sandbox": Kind(SandboxSettings, _sandbox, capabilities_for),
+}
+
+
+def build_actuator(kind: str, name: str, settings: Mapping[str, object], *, state_dir: Path) -> Actuator:
+    """The actuator for target `name`; `state_dir` is where local kinds (the sandbox) keep state."""
+    return _kind(kind).build(name, settings, f"target {name!r} ({kind})", state_dir)
+
+
+def capabilities_of(kind: str, settings: Mapping[str, object]) -> frozenset[Op]:
+    """What a target of this kind and settings supports, without touching any state."""
+    return _kind(kind).capabilities(settings, f"{kind} settings")
+
+
+def _kind(kind: str) -> TargetKind:
+    try:
+        return ACTUATORS[kind]
+    except KeyError:
+        known = ", ".join(sorted(ACTUATORS))
+        raise ConfigError(f"unknown target kind {kind!r} (known: {known})") from None
+
+
+def _explain(problem: ErrorDetails, model: type[BaseModel]) -> str:
+    field = "".join(f"[{part}]" if isinstance(part, int) else f".{part}" for part in problem["loc"])
+    field = field.removeprefix(".") or "settings"
+    if problem["type"] == "extra_forbidden":
+        known = sorted(model.model_fields)
+        close = difflib.get_close_matches(str(problem["loc"][-1]), known, n=1)
+        hint = f"did you mean {close[0]!r}? " if close else ""
+        return f"unknown setting {field!r} ({hint}known: {', '.join(known)})"
+    if problem["type"] in ("model_type", "dict_type"):
+        return f"{field}: expected a mapping of setting names to values, got {problem['input']!r}"
+    if problem["type"] == "string_type" and isinstance(problem["input"], int | float):
+        return f"{field}: expected a string, got {problem['input']!r} (quote it in YAML)"
+    expected = problem["msg"].removeprefix("Input should be ")
+    if expected != problem["msg"]:
+        return f"{field}: expected {expected}, got {problem['input']!r}"
+    return f"{field}: {problem['msg'][:1].lower()}{problem['msg'][1:]} (got {problem['input']!r})"

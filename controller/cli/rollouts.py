@@ -1,0 +1,351 @@
+"""`tidegate plan | gate | run | rollback | pause | resume | promote | status | audit`.
+
+Each command is thin: parse options, ask bootstrap for the pieces, run the core, print.
+Progress goes to stderr (one line per event); results to stdout (`--json` for scripts).
+"""
+
+from __future__ import annotations
+
+import getpass
+import json
+import os
+import sys
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import Annotated, TextIO
+
+import click
+import typer
+
+from adapters.sources.replay import ReplayData
+from controller.bootstrap import (
+    Signals,
+    build_evaluator,
+    live_rollout,
+    new_rollout_id,
+    policies_of,
+    read_signals,
+    state_dir,
+    was_lowered,
+)
+from controller.core.model import RolloutId, RolloutStatus, State
+from controller.core.plan import Intent, plan
+from controller.driver import Mode, Outcome, drive
+from controller.runtime import AUTOMATIC, Event, LiveRollout, Reconciler
+from controller.spec import RolloutSpec, load_rollout, spec_from_json, target_views
+from controller.store import open_store
+from controller.store.base import AuditDraft, RolloutRecord, Store
+from policies.durations import parse_duration
+from policies.errors import TidegateError
+from policies.timestamps import format_timestamp
+
+StateOption = Annotated[str | None, typer.Option("--state", help="Store file (default .tidegate/state.db).")]
+
+
+def print_event(event: Event, stream: TextIO | None = None) -> None:
+    out = stream if stream is not None else sys.stderr
+    print(f"{format_timestamp(event.at)}  {event.kind:<10} {event.text}", file=out)
+
+
+def register(app: typer.Typer) -> None:
+    app.command("plan")(plan_command)
+    app.command("gate")(gate_command)
+    app.command("run")(run_command)
+    for trigger in ("rollback", "pause", "resume", "promote"):
+        app.command(trigger, help=f"{trigger.capitalize()} a rollout by hand (audited).")(_manual(trigger))
+    app.command("status")(status_command)
+    audit = typer.Typer(help="The hash-chained audit log.", no_args_is_help=True)
+    audit.command("log")(audit_log_command)
+    audit.command("verify")(audit_verify_command)
+    app.add_typer(audit, name="audit")
+
+
+# --- plan ----------------------------------------------------------------------------
+
+
+def plan_command(
+    rollout: Annotated[str, typer.Argument(help="rollout.yaml")],
+    decision: Annotated[str, typer.Option(help="rollback | step_down | pause | resume | promote | advance")],
+    traffic: Annotated[int | None, typer.Option(help="Traffic % for step_down/advance/resume.")] = None,
+) -> None:
+    """Print what each target would be told for a decision, acting on nothing."""
+    spec = load_rollout(rollout)
+    try:
+        intent = Intent(decision)
+    except ValueError:
+        choices = ", ".join(i.value for i in Intent)
+        raise click.BadParameter(f"expected one of {choices}", param_hint="--decision") from None
+    level = traffic if traffic is not None else _default_traffic(spec, intent)
+    result = plan(intent, level, spec.previous_version, target_views(spec))
+    print(f"plan for {spec.name}: {intent.value}" + (f" to {level}%" if level is not None else ""))
+    for target in result.targets:
+        ops = ", ".join(op.describe() for op in target.operations) or "nothing"
+        note = f"  ({target.note})" if target.note else ""
+        print(f"  {target.target:<24} {ops}{note}")
+        if target.manual is not None:
+            print(f"  {'':<24} PAGE a human: {target.manual.reason}")
+
+
+def _default_traffic(spec: RolloutSpec, intent: Intent) -> int | None:
+    if intent is Intent.STEP_DOWN:
+        return spec.down_steps[0].traffic if spec.down_steps else 0
+    if intent in (Intent.ADVANCE, Intent.RESUME):
+        return spec.steps[0].traffic
+    if intent is Intent.PROMOTE:
+        return 100
+    return None
+
+
+# --- run and gate --------------------------------------------------------------------
+
+
+def run_command(
+    rollout: Annotated[str, typer.Argument(help="rollout.yaml")],
+    state: StateOption = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Result as JSON on stdout.")] = False,
+) -> None:
+    """Drive the progressive rollout in the foreground; resumes an unfinished one of the same name."""
+    spec = load_rollout(rollout)
+    raise typer.Exit(_drive(spec, Mode.RUN, state, as_json=as_json))
+
+
+def gate_command(
+    rollout: Annotated[str, typer.Argument(help="rollout.yaml")],
+    watch: Annotated[str, typer.Option("--for", help="How long to watch, e.g. 15m.")] = "15m",
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="Decide and plan, but touch nothing.")] = False,
+    state: StateOption = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Result as JSON on stdout.")] = False,
+) -> None:
+    """Watch a release without stepping traffic up: exit 0 healthy, 1 rolled back, 3 inconclusive."""
+    try:
+        seconds = parse_duration(watch)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc), param_hint="--for") from None
+    spec = load_rollout(rollout)
+    raise typer.Exit(_drive(spec, Mode.GATE, state, as_json=as_json, watch=seconds, dry_run=dry_run))
+
+
+def _drive(
+    spec: RolloutSpec,
+    mode: Mode,
+    state: str | None,
+    *,
+    as_json: bool,
+    watch: float | None = None,
+    dry_run: bool = False,
+    signals: Signals | None = None,
+    echo: TextIO | None = None,
+) -> int:
+    policies, interval = policies_of(spec)
+    signals = signals or read_signals(spec)
+    store = open_store(state)
+    try:
+        record = None if (dry_run or mode is Mode.GATE) else _unfinished(store, spec.name)
+        lowered = record is not None and was_lowered(store, record.id)
+        if record is None:
+            record = _new_record(spec, mode, signals.start)
+            if not dry_run:
+                store.create_rollout(record, _created_audit(record, mode))
+        evaluator = build_evaluator(policies, signals)
+        rollout = live_rollout(record, spec, evaluator, state_dir(), lowered=lowered)
+        reconciler = Reconciler(store, lambda event: print_event(event, echo), dry_run=dry_run)
+        until = min(signals.start + watch, signals.end) if watch is not None else signals.end
+        result = drive(reconciler, rollout, start=signals.start, interval=interval, until=until, mode=mode)
+        _report(rollout, result, mode, as_json=as_json, dry_run=dry_run)
+        return result.code
+    finally:
+        store.close()
+
+
+def _unfinished(store: Store, name: str) -> RolloutRecord | None:
+    active = [r for r in store.list_rollouts() if r.name == name and not r.status.state.terminal]
+    return max(active, key=lambda r: r.created_at) if active else None
+
+
+def _new_record(spec: RolloutSpec, mode: Mode, start: float) -> RolloutRecord:
+    if mode is Mode.GATE:  # a gate watches the release where it is: the last forward step
+        status = RolloutStatus(State.PROGRESSING, spec.steps[-1].traffic, len(spec.steps) - 1, start)
+    else:
+        status = RolloutStatus(State.PENDING, 0, 0, start)
+    return RolloutRecord(
+        RolloutId(new_rollout_id(spec.name)), spec.name, spec.model_dump_json(), status, start
+    )
+
+
+def _created_audit(record: RolloutRecord, mode: Mode) -> AuditDraft:
+    spec = spec_from_json(record.spec_json)
+    payload = {"mode": mode.value, "version": spec.version, "previous_version": spec.previous_version}
+    return AuditDraft(record.created_at, AUTOMATIC, "created", record.id, payload)
+
+
+def _report(rollout: LiveRollout, result: Outcome, mode: Mode, *, as_json: bool, dry_run: bool) -> None:
+    verdict = rollout.last_verdict
+    firing = [s for s in rollout.last_states if s.status.value == "breach"]
+    document = {
+        "rollout": rollout.id,
+        "mode": mode.value,
+        "dry_run": dry_run,
+        "exit_code": result.code,
+        "summary": result.summary,
+        "state": rollout.status.state.value,
+        "traffic": rollout.status.traffic,
+        "decision": verdict.decision.value if verdict else None,
+        "firing": [{"policy": s.policy.id, "value": s.value} for s in firing],
+    }
+    if as_json:
+        print(json.dumps(document))
+    else:
+        prefix = "dry run, nothing was touched: " if dry_run else ""
+        print(f"{rollout.id}: {prefix}{result.summary} (exit {result.code})")
+    summary_file = os.environ.get("GITHUB_STEP_SUMMARY")
+    if summary_file and mode is Mode.GATE:
+        _append_step_summary(Path(summary_file), document)
+
+
+def _append_step_summary(path: Path, document: Mapping[str, object]) -> None:
+    lines = [
+        f"## tidegate gate: {document['rollout']}",
+        "",
+        f"**Result:** {document['summary']} (exit {document['exit_code']})",
+        f"**Decision:** {document['decision']}; state {document['state']} at {document['traffic']}%",
+        "",
+    ]
+    firing = document["firing"]
+    if isinstance(firing, list) and firing:
+        lines += ["| firing policy | value |", "|---|---|"]
+        lines += [f"| {f['policy']} | {f['value']} |" for f in firing]
+        lines.append("")
+    with path.open("a", encoding="utf-8") as handle:
+        handle.write("\n".join(lines) + "\n")
+
+
+# --- manual acts ---------------------------------------------------------------------
+
+
+def _manual(trigger: str) -> Callable[..., None]:
+    def command(
+        rollout: Annotated[str, typer.Argument(help="Rollout id or name (its latest rollout).")],
+        reason: Annotated[str, typer.Option(help="Why: recorded in the audit log.")],
+        actor: Annotated[str | None, typer.Option(help="Who (default: the OS user).")] = None,
+        state: StateOption = None,
+    ) -> None:
+        if not reason.strip():
+            raise click.BadParameter("a reason is required", param_hint="--reason")
+        store = open_store(state)
+        try:
+            record = _find(store, rollout)
+            spec = spec_from_json(record.spec_json)
+            policies, _ = policies_of(spec)
+            empty = Signals(ReplayData(), record.created_at, record.created_at, events_given=False)
+            evaluator = build_evaluator(policies, empty)
+            live = live_rollout(record, spec, evaluator, state_dir(), lowered=was_lowered(store, record.id))
+            reconciler = Reconciler(store, print_event)
+            now = max(record.status.since, record.created_at)
+            move = reconciler.manual(live, trigger, now, actor or getpass.getuser(), reason)
+            after = f"{live.status.state.value} at {live.status.traffic}%"
+            print(f"{record.id}: {move.before.state.value} → {after}")
+        finally:
+            store.close()
+
+    command.__name__ = f"{trigger}_command"
+    return command
+
+
+def _find(store: Store, ref: str) -> RolloutRecord:
+    record = store.get_rollout(RolloutId(ref))
+    if record is not None:
+        return record
+    named = [r for r in store.list_rollouts() if r.name == ref]
+    if not named:
+        raise TidegateError(f"no rollout {ref!r} in the store (see tidegate status)")
+    return max(named, key=lambda r: r.created_at)
+
+
+# --- status and audit ----------------------------------------------------------------
+
+
+def status_command(
+    rollout: Annotated[str | None, typer.Argument(help="Rollout id or name; all when omitted.")] = None,
+    state: StateOption = None,
+    as_json: Annotated[bool, typer.Option("--json")] = False,
+) -> None:
+    """Rollouts in the store: state, traffic, last reason."""
+    store = open_store(state)
+    try:
+        records = [_find(store, rollout)] if rollout else store.list_rollouts()
+        rows = [_status_row(store, r) for r in records]
+    finally:
+        store.close()
+    if as_json:
+        print(json.dumps(rows))
+        return
+    if not rows:
+        print("no rollouts yet")
+    for row in rows:
+        print(
+            f"{row['id']:<28} {row['state']:<14} {row['traffic']:>3}%  since {row['since']}  {row['reason']}"
+        )
+        for target in row["targets"]:  # type: ignore[attr-defined]
+            print(f"    {target}")
+
+
+def _status_row(store: Store, record: RolloutRecord) -> dict[str, object]:
+    intents = store.intents(record.id)
+    last: dict[str, str] = {}
+    for intent in intents:
+        outcome = intent.outcome or "unfinished"
+        last[intent.operation.target] = (
+            f"{intent.operation.target}: {intent.operation.describe()} → {outcome}"
+        )
+    return {
+        "id": record.id,
+        "name": record.name,
+        "state": record.status.state.value,
+        "traffic": record.status.traffic,
+        "since": format_timestamp(record.status.since),
+        "reason": record.status.reason,
+        "targets": list(last.values()),
+    }
+
+
+def audit_log_command(
+    rollout: Annotated[str | None, typer.Argument(help="Rollout id or name; all when omitted.")] = None,
+    state: StateOption = None,
+    as_json: Annotated[bool, typer.Option("--json")] = False,
+) -> None:
+    """The audit log: decisions, transitions, actions and manual acts with actor and reason."""
+    store = open_store(state)
+    try:
+        rollout_id = _find(store, rollout).id if rollout else None
+        entries = store.audit_log(rollout_id)
+    finally:
+        store.close()
+    for entry in entries:
+        if as_json:
+            row = {
+                "id": entry.id,
+                "at": format_timestamp(entry.at),
+                "actor": entry.actor,
+                "kind": entry.kind,
+                "rollout": entry.rollout_id,
+                "payload": json.loads(entry.payload_json),
+                "hash": entry.hash,
+            }
+            print(json.dumps(row))
+        else:
+            stamp = format_timestamp(entry.at)
+            print(f"{entry.id:>5} {stamp} {entry.actor:<12} {entry.kind:<10} {entry.payload_json}")
+
+
+def audit_verify_command(state: StateOption = None) -> None:
+    """Check the hash chain: exit 0 when it holds, 1 naming the first bad row."""
+    store = open_store(state)
+    try:
+        report = store.verify_audit()
+    finally:
+        store.close()
+    if report.ok:
+        print(f"audit chain intact: {report.rows} rows")
+        return
+    print(f"audit chain BROKEN at row {report.first_bad}: {report.reason}")
+    raise typer.Exit(1)

@@ -1,0 +1,79 @@
+"""The foreground loops behind `tidegate run` and `tidegate gate`, and their exit codes.
+
+Ticks are at start + k·interval on the rollout's clock. Replayed signals run on a virtual
+clock (as fast as the machine allows); a resumed rollout first re-ticks its evaluator up to
+its last transition — the rule streaks are a pure function of the data, so this rebuilds
+them exactly — and carries on from the next tick.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from enum import Enum
+
+from controller.core.decide import Decision, decide
+from controller.core.model import State
+from controller.runtime import LiveRollout, Reconciler
+
+EXIT_HEALTHY, EXIT_LOWERED, EXIT_USAGE, EXIT_INCONCLUSIVE = 0, 1, 2, 3
+
+
+class Mode(Enum):
+    RUN = "run"  # drive the progressive rollout through its steps
+    GATE = "gate"  # watch at the current traffic; step down or roll back, never up
+
+
+@dataclass(frozen=True)
+class Outcome:
+    code: int
+    summary: str
+
+
+def first_tick(rollout: LiveRollout, start: float, interval: float) -> int:
+    if rollout.status.state is State.PENDING and rollout.status.seq == 0:
+        return 0
+    return math.floor((rollout.status.since - start) / interval + 1e-9) + 1
+
+
+def drive(
+    reconciler: Reconciler,
+    rollout: LiveRollout,
+    *,
+    start: float,
+    interval: float,
+    until: float,
+    mode: Mode,
+) -> Outcome:
+    resume_at = first_tick(rollout, start, interval)
+    for k in range(resume_at):  # rebuild rule streaks silently
+        rollout.last_states = rollout.evaluator.tick(start + k * interval)
+        rollout.last_verdict = decide(rollout.last_states)
+    k = resume_at
+    while (now := start + k * interval) <= until:
+        reconciler.step(rollout, now, watch_only=mode is Mode.GATE)
+        state = rollout.status.state
+        if state.terminal or state is State.FAILED or (reconciler.dry_run and state is State.ROLLING_BACK):
+            break
+        k += 1
+    return outcome(rollout, mode)
+
+
+def outcome(rollout: LiveRollout, mode: Mode) -> Outcome:
+    state = rollout.status.state
+    if state in (State.ROLLED_BACK, State.ROLLING_BACK):
+        return Outcome(EXIT_LOWERED, f"rolled back ({rollout.status.reason})")  # or would have, dry
+    if state is State.FAILED:
+        return Outcome(EXIT_LOWERED, f"failed: {rollout.status.reason}; humans were paged")
+    if rollout.lowered:
+        return Outcome(
+            EXIT_LOWERED, f"traffic was stepped down; now {state.value} at {rollout.status.traffic}%"
+        )
+    if state is State.PROMOTED:
+        return Outcome(EXIT_HEALTHY, "promoted to 100%")
+    verdict = rollout.last_verdict
+    if verdict is None or verdict.decision is Decision.HOLD:
+        return Outcome(EXIT_INCONCLUSIVE, "inconclusive: not enough data to call the release healthy")
+    if mode is Mode.GATE:
+        return Outcome(EXIT_HEALTHY, f"healthy for the whole watch at {rollout.status.traffic}%")
+    return Outcome(EXIT_INCONCLUSIVE, f"signals ended while {state.value} at {rollout.status.traffic}%")

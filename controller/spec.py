@@ -1,0 +1,172 @@
+"""rollout.yaml: what to roll out, how fast, watched by which policies, on which targets.
+
+Validated with the same file:line:col errors as policy packs. Relative paths (packs, replay
+files) are resolved against the rollout file's folder, so a rollout directory can move.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+from adapters.actuators.registry import capabilities_of
+from controller.core.machine import Shape
+from controller.core.model import Step
+from controller.core.plan import Intent, TargetView
+from policies.errors import PolicyError, TidegateError
+from policies.loader import read_source, validate_located
+from policies.operations import Op
+from policies.schema import Duration, Metadata, PolicyId
+from policies.timestamps import parse_timestamp
+from policies.yamlmap import load_located
+
+DEFAULT_STEPS = (
+    {"traffic": 10, "bake": "15m"},
+    {"traffic": 50, "bake": "15m"},
+    {"traffic": 100, "bake": "15m"},
+)
+DEFAULT_DOWN_STEPS = ({"traffic": 50, "bake": "15m"}, {"traffic": 10, "bake": "15m"})
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid", populate_by_name=True)
+
+
+class StepSpec(_Strict):
+    traffic: int = Field(ge=1, le=100)
+    bake: Duration = Field(default=900.0, ge=0)
+
+
+class TargetSpec(_Strict):
+    name: PolicyId
+    kind: str
+    settings: dict[str, Any] = Field(default_factory=dict)
+    on: dict[Intent, Op | Literal["none"]] = Field(default_factory=dict)
+
+
+class ReplaySource(_Strict):
+    """Recorded signals (the backtest's CSV / JSON Lines formats) played on the rollout clock."""
+
+    kind: Literal["replay"]
+    data: str | None = None
+    events: str | None = None
+    start: str | None = None  # the data's time that corresponds to the rollout start
+
+    @field_validator("start")
+    @classmethod
+    def _timestamp(cls, value: str | None) -> str | None:
+        if value is not None:
+            parse_timestamp(value)
+        return value
+
+    @model_validator(mode="after")
+    def _has_input(self) -> ReplaySource:
+        if self.data is None and self.events is None:
+            raise ValueError("a replay source needs data: and/or events:")
+        return self
+
+
+class RolloutSpec(_Strict):
+    api_version: Literal["tidegate/v1"] = Field(alias="apiVersion")
+    kind: Literal["Rollout"]
+    metadata: Metadata
+    version: str = Field(min_length=1)
+    previous_version: str = Field(alias="previousVersion", min_length=1)
+    steps: tuple[StepSpec, ...] = Field(
+        default=tuple(StepSpec.model_validate(s) for s in DEFAULT_STEPS), min_length=1
+    )
+    down_steps: tuple[StepSpec, ...] = Field(
+        alias="downSteps", default=tuple(StepSpec.model_validate(s) for s in DEFAULT_DOWN_STEPS)
+    )
+    interval: Annotated[Duration | None, Field(gt=0)] = None
+    policies: tuple[str, ...] = Field(min_length=1)
+    sources: tuple[ReplaySource, ...] = ()
+    targets: tuple[TargetSpec, ...] = Field(min_length=1)
+
+    @model_validator(mode="after")
+    def _steps_make_sense(self) -> RolloutSpec:
+        forward = [s.traffic for s in self.steps]
+        if forward != sorted(forward) or len(set(forward)) != len(forward):
+            raise ValueError(f"steps must rise strictly, got {' → '.join(map(str, forward))}")
+        down = [s.traffic for s in self.down_steps]
+        if down != sorted(down, reverse=True) or len(set(down)) != len(down):
+            raise ValueError(f"downSteps must fall strictly, got {' → '.join(map(str, down))}")
+        names = [t.name for t in self.targets]
+        duplicates = sorted({n for n in names if names.count(n) > 1})
+        if duplicates:
+            raise ValueError(f"duplicate target name(s): {', '.join(duplicates)}")
+        return self
+
+    @property
+    def name(self) -> str:
+        return self.metadata.name
+
+    @property
+    def shape(self) -> Shape:
+        return Shape(
+            tuple(Step(s.traffic, s.bake) for s in self.steps),
+            tuple(Step(s.traffic, s.bake) for s in self.down_steps),
+        )
+
+
+def target_views(spec: RolloutSpec) -> list[TargetView]:
+    return [
+        TargetView(
+            t.name,
+            str(t.settings.get("emulates", t.kind)) if t.kind == "sandbox" else t.kind,
+            capabilities_of(t.kind, t.settings),
+            {intent: (None if op == "none" else op) for intent, op in t.on.items()},
+        )
+        for t in spec.targets
+    ]
+
+
+def load_rollout(path: str) -> RolloutSpec:
+    """Read and validate rollout.yaml; relative paths become relative to its folder."""
+    text, name = read_source(path)
+    located = load_located(text, name)
+    spec = validate_located(located, RolloutSpec, None)
+    base = Path(path).parent
+    spec = spec.model_copy(
+        update={
+            "policies": tuple(_resolve(base, p) for p in spec.policies),
+            "sources": tuple(
+                s.model_copy(update={"data": _maybe(base, s.data), "events": _maybe(base, s.events)})
+                for s in spec.sources
+            ),
+        }
+    )
+    for index, target in enumerate(spec.targets):
+        _check_target(located_error=located.error, index=index, target=target)
+    return spec
+
+
+def _check_target(located_error: Any, index: int, target: TargetSpec) -> None:
+    try:
+        capabilities = capabilities_of(target.kind, target.settings)
+    except TidegateError as exc:
+        raise located_error(("targets", index, "settings"), f"targets[{index}]: {exc}") from None
+    for intent, op in target.on.items():
+        if op != "none" and op not in capabilities:
+            allowed = ", ".join(sorted(o.value for o in capabilities))
+            where = f"targets[{index}].on.{intent.value}"
+            message = f"{where}: a {target.kind} target cannot {op.value} (it can: {allowed})"
+            raise located_error(("targets", index, "on", intent.value), message) from None
+
+
+def _resolve(base: Path, ref: str) -> str:
+    return ref if ref.startswith("library:") else str(base / ref)
+
+
+def _maybe(base: Path, ref: str | None) -> str | None:
+    return None if ref is None else str(base / ref)
+
+
+def spec_from_json(text: str) -> RolloutSpec:
+    """Rebuild a stored spec (paths already resolved when it was first loaded)."""
+    try:
+        return RolloutSpec.model_validate_json(text)
+    except ValueError as exc:
+        raise PolicyError("stored rollout spec", None, str(exc)) from None

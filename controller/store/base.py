@@ -1,0 +1,142 @@
+"""The store's records and the one interface both backends implement.
+
+Crash safety lives in `commit_transition` and `finish_intent`: the first writes the new
+status, the transition and every intended operation (with its idempotency key) in ONE
+transaction before anything is actuated; the second records each operation's result. On a
+restart, intents without a result are reconciled by observing their targets.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Protocol
+
+from controller.core.model import Operation, RolloutId, RolloutStatus
+from policies.errors import TidegateError
+
+JsonValue = str | int | float | bool | None | Sequence["JsonValue"] | Mapping[str, "JsonValue"]
+
+
+class StoreError(TidegateError):
+    """The store cannot be opened or used (bad URL, unreachable database, newer schema)."""
+
+
+class StaleStatus(StoreError):
+    """Someone else moved the rollout since we read it (optimistic concurrency)."""
+
+
+class UnknownRollout(StoreError):
+    pass
+
+
+@dataclass(frozen=True)
+class RolloutRecord:
+    id: RolloutId
+    name: str
+    spec_json: str  # the validated rollout spec, so a restart needs no file
+    status: RolloutStatus
+    created_at: float
+
+
+@dataclass(frozen=True)
+class PlannedIntent:
+    key: str  # idempotency key: rollout id, transition seq, target, operation
+    operation: Operation
+
+
+@dataclass(frozen=True)
+class Intent:
+    key: str
+    rollout_id: RolloutId
+    seq: int
+    operation: Operation
+    created_at: float
+    outcome: str | None = None  # None while unfinished: applied | already_done | refused | failed
+    detail: str = ""
+    finished_at: float | None = None
+
+
+@dataclass(frozen=True)
+class TransitionRow:
+    rollout_id: RolloutId
+    seq: int
+    at: float
+    trigger: str
+    before: str
+    after: str
+    traffic: int
+    reason: str
+    actor: str
+
+
+@dataclass(frozen=True)
+class AuditDraft:
+    at: float
+    actor: str  # "tidegate" for automatic acts, the person (or token name) for manual ones
+    kind: str  # created | decision | transition | action | manual | page
+    rollout_id: RolloutId | None
+    payload: Mapping[str, JsonValue]
+
+
+@dataclass(frozen=True)
+class AuditEntry:
+    id: int
+    at: float
+    actor: str
+    kind: str
+    rollout_id: RolloutId | None
+    payload_json: str  # canonical JSON (sorted keys, no spaces)
+    prev_hash: str
+    hash: str
+
+
+@dataclass(frozen=True)
+class VerifyReport:
+    ok: bool
+    rows: int
+    first_bad: int | None = None  # id (or position) of the first row that breaks the chain
+    reason: str = ""
+
+
+class Store(Protocol):
+    def close(self) -> None: ...
+
+    def create_rollout(self, record: RolloutRecord, audit: AuditDraft) -> None: ...
+
+    def get_rollout(self, rollout_id: RolloutId) -> RolloutRecord | None: ...
+
+    def list_rollouts(self) -> list[RolloutRecord]: ...
+
+    def commit_transition(
+        self,
+        rollout_id: RolloutId,
+        expected_seq: int,
+        status: RolloutStatus,
+        transition: TransitionRow,
+        intents: Sequence[PlannedIntent],
+        audit: Sequence[AuditDraft],
+    ) -> None:
+        """Atomically: check the stored status still has `expected_seq` (else StaleStatus),
+        save `status`, the transition, the intents (unfinished) and the audit rows."""
+        ...
+
+    def finish_intent(self, key: str, outcome: str, detail: str, at: float, audit: AuditDraft) -> None:
+        """Atomically record an intent's result and its audit row; unknown key → StoreError."""
+        ...
+
+    def unfinished_intents(self, rollout_id: RolloutId) -> list[Intent]: ...
+
+    def intents(self, rollout_id: RolloutId) -> list[Intent]: ...
+
+    def transitions(self, rollout_id: RolloutId) -> list[TransitionRow]: ...
+
+    def record_evaluation(
+        self, rollout_id: RolloutId, at: float, decision: str, payload: Mapping[str, JsonValue]
+    ) -> None: ...
+
+    def append_audit(self, draft: AuditDraft) -> AuditEntry: ...
+
+    def audit_log(self, rollout_id: RolloutId | None = None) -> list[AuditEntry]: ...
+
+    def verify_audit(self) -> VerifyReport: ...
