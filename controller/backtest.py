@@ -119,7 +119,8 @@ def run_backtest(
     for event in data.events:
         evaluator.observe_event(event)
     result = BacktestResult(begin, last, interval, policies=evaluator.policies, unbound=unbound)
-    _tick_through(evaluator, result, begin, last, interval)
+    if span is not None:  # no sample and no event: no last timestamp, so no tick (not one at 1970)
+        _tick_through(evaluator, result, begin, last, interval)
     return result
 
 
@@ -141,7 +142,11 @@ def _tick_through(
                 )
                 previous[index] = state.status
         verdict = decide(states)
-        if verdict != last_verdict:
+        # A change of decision or of its causes; a mitigation alone is a rule transition, not one.
+        if last_verdict is None or (verdict.decision, verdict.policies) != (
+            last_verdict.decision,
+            last_verdict.policies,
+        ):
             result.decisions.append(DecisionChange(now, verdict))
             last_verdict = verdict
         k += 1

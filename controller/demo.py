@@ -13,6 +13,7 @@ from importlib import resources
 
 from controller.bootstrap import Signals, state_dir
 from controller.cli.rollouts import _drive
+from controller.cli.rollouts import latest as newest
 from controller.driver import Mode
 from controller.simulator import demo_spec, simulate
 from controller.spec import RolloutSpec
@@ -44,7 +45,7 @@ def run_demo(state: str | None = None) -> int:
 def _print_targets(state: str | None) -> None:
     store = open_store(state)
     try:
-        latest = max(store.list_rollouts(), key=lambda r: r.created_at)
+        latest = newest(store, store.list_rollouts())  # ties on created_at: same scenario data
         print(f"\nfinal state of {latest.id}: {latest.status.state.value} at {latest.status.traffic}%")
         for intent in store.intents(latest.id):
             print(f"  {intent.operation.target:<16} {intent.operation.describe():<22} → {intent.outcome}")

@@ -35,6 +35,7 @@ from controller.core.model import RolloutId, RolloutStatus, State
 from controller.core.plan import Plan, TargetView, plan
 from controller.store.base import AuditDraft, Intent, PlannedIntent, Store, TransitionRow
 from policies.evaluator import Evaluator
+from policies.explain import condition
 from policies.operations import Operation
 from policies.rules.base import RuleState, Status
 
@@ -262,7 +263,8 @@ class Reconciler:
             before = previous.get(state.policy.id, Status.OK)
             if state.status is Status.BREACH and before is not Status.BREACH:
                 rule = rollout.evaluator.rule(state.policy.id)
-                self._emit(now, "firing", rollout, f"{state.policy.id} breached: {rule.describe(now)}")
+                text = f"{state.policy.id} breached: {rule.describe(now)} (rule: {condition(state.policy)})"
+                self._emit(now, "firing", rollout, text)
             elif before is Status.BREACH and state.status is not Status.BREACH:
                 self._emit(now, "recovered", rollout, f"{state.policy.id} no longer breaches")
         rollout.last_states = states

@@ -9,9 +9,18 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    field_validator,
+    model_validator,
+)
 
-from adapters.actuators.registry import capabilities_of
+from adapters.actuators.registry import ACTUATORS, capabilities_of
+from adapters.errors import ConfigError
 from controller.core.machine import Shape
 from controller.core.model import Step
 from controller.core.plan import Intent, TargetView
@@ -30,6 +39,33 @@ DEFAULT_STEPS = (
 DEFAULT_DOWN_STEPS = ({"traffic": 50, "bake": "15m"}, {"traffic": 10, "bake": "15m"})
 
 
+def _not_empty(value: tuple[Any, ...]) -> tuple[Any, ...]:
+    # Not Field(min_length=1): pydantic also reports a list as too short when one of its
+    # items merely failed, and that error, higher up in the file, hid the item's real one.
+    if not value:
+        raise ValueError("must not be empty")
+    return value
+
+
+NonEmpty = AfterValidator(_not_empty)
+
+
+def _overrides(raw: Any) -> Any:
+    """`on:` checked up front, so that a mistake names the decision and the choices rather
+    than pydantic's union members."""
+    if not isinstance(raw, dict):
+        return raw
+    intents = [intent.value for intent in Intent]
+    choices = [op.value for op in Op] + ["none"]
+    for key, value in raw.items():
+        name = key.value if isinstance(key, Intent) else key
+        if name not in intents:
+            raise ValueError(f"unknown decision {name!r} (expected one of: {', '.join(intents)})")
+        if (value.value if isinstance(value, Op) else value) not in choices:
+            raise ValueError(f"{name}: expected one of {', '.join(choices)}, got {value!r}")
+    return raw
+
+
 class _Strict(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid", populate_by_name=True)
 
@@ -43,7 +79,9 @@ class TargetSpec(_Strict):
     name: PolicyId
     kind: str
     settings: dict[str, Any] = Field(default_factory=dict)
-    on: dict[Intent, Op | Literal["none"]] = Field(default_factory=dict)
+    on: Annotated[dict[Intent, Op | Literal["none"]], BeforeValidator(_overrides)] = Field(
+        default_factory=dict
+    )
 
 
 class ReplaySource(_Strict):
@@ -74,30 +112,42 @@ class RolloutSpec(_Strict):
     metadata: Metadata
     version: str = Field(min_length=1)
     previous_version: str = Field(alias="previousVersion", min_length=1)
-    steps: tuple[StepSpec, ...] = Field(
-        default=tuple(StepSpec.model_validate(s) for s in DEFAULT_STEPS), min_length=1
+    steps: Annotated[tuple[StepSpec, ...], NonEmpty] = Field(
+        default=tuple(StepSpec.model_validate(s) for s in DEFAULT_STEPS)
     )
     down_steps: tuple[StepSpec, ...] = Field(
         alias="downSteps", default=tuple(StepSpec.model_validate(s) for s in DEFAULT_DOWN_STEPS)
     )
     interval: Annotated[Duration | None, Field(gt=0)] = None
-    policies: tuple[str, ...] = Field(min_length=1)
+    policies: Annotated[tuple[str, ...], NonEmpty]
     sources: tuple[ReplaySource, ...] = ()
-    targets: tuple[TargetSpec, ...] = Field(min_length=1)
+    targets: Annotated[tuple[TargetSpec, ...], NonEmpty]
 
-    @model_validator(mode="after")
-    def _steps_make_sense(self) -> RolloutSpec:
-        forward = [s.traffic for s in self.steps]
-        if forward != sorted(forward) or len(set(forward)) != len(forward):
-            raise ValueError(f"steps must rise strictly, got {' → '.join(map(str, forward))}")
-        down = [s.traffic for s in self.down_steps]
-        if down != sorted(down, reverse=True) or len(set(down)) != len(down):
-            raise ValueError(f"downSteps must fall strictly, got {' → '.join(map(str, down))}")
-        names = [t.name for t in self.targets]
+    # Field validators, not one model validator: their errors point at the field's line.
+    @field_validator("steps")
+    @classmethod
+    def _steps_rise(cls, steps: tuple[StepSpec, ...]) -> tuple[StepSpec, ...]:
+        forward = [s.traffic for s in steps]
+        if forward != sorted(set(forward)):
+            raise ValueError(f"must rise strictly, got {' → '.join(map(str, forward))}")
+        return steps
+
+    @field_validator("down_steps")
+    @classmethod
+    def _down_steps_fall(cls, steps: tuple[StepSpec, ...]) -> tuple[StepSpec, ...]:
+        down = [s.traffic for s in steps]
+        if down != sorted(set(down), reverse=True):
+            raise ValueError(f"must fall strictly, got {' → '.join(map(str, down))}")
+        return steps
+
+    @field_validator("targets")
+    @classmethod
+    def _target_names_unique(cls, targets: tuple[TargetSpec, ...]) -> tuple[TargetSpec, ...]:
+        names = [t.name for t in targets]
         duplicates = sorted({n for n in names if names.count(n) > 1})
         if duplicates:
             raise ValueError(f"duplicate target name(s): {', '.join(duplicates)}")
-        return self
+        return targets
 
     @property
     def name(self) -> str:
@@ -147,7 +197,14 @@ def _check_target(located_error: Any, index: int, target: TargetSpec) -> None:
     try:
         capabilities = capabilities_of(target.kind, target.settings)
     except TidegateError as exc:
-        raise located_error(("targets", index, "settings"), f"targets[{index}]: {exc}") from None
+        # Point at `kind:` when the kind is unknown, else at the setting that is wrong.
+        setting = exc.path if isinstance(exc, ConfigError) else ()
+        path = (
+            ("targets", index, "settings", *setting)
+            if target.kind in ACTUATORS
+            else ("targets", index, "kind")
+        )
+        raise located_error(path, f"targets[{index}]: {exc}") from None
     for intent, op in target.on.items():
         if op != "none" and op not in capabilities:
             allowed = ", ".join(sorted(o.value for o in capabilities))

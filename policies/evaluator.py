@@ -20,6 +20,9 @@ from policies.schema import CountPolicy, DriftPolicy, Policy, ThresholdPolicy
 from policies.series import Event, RatioSeries, Series
 
 _FORGET_EVERY = 32  # ticks between forgetting old samples; amortises the bookkeeping
+# `RuleState(...)` runs a Python-level `__new__`; building the same tuple in C halves the
+# cost of the one object every rule yields at every tick.
+_new_tuple = tuple.__new__
 
 
 class SignalKind(Enum):
@@ -56,6 +59,8 @@ class Evaluator:
                 continue
             rule = self._bind(policy, kind)
             self.rules.append((rule, Streak(policy.for_)))
+        # What `tick` needs per rule, bound once: a tick is ~10 attribute loads fewer per rule.
+        self._steps = [(rule.policy, rule.read, streak) for rule, streak in self.rules]
 
     # --- binding -----------------------------------------------------------------------
 
@@ -140,13 +145,14 @@ class Evaluator:
         if self._last_tick is not None and time < self._last_tick:
             raise ValueError(f"ticks must not go back in time ({time} < {self._last_tick})")
         self._last_tick = time
-        states = []
-        for rule, streak in self.rules:
-            holds, value = rule.read(time)
+        states: list[RuleState] = []
+        append, no_data = states.append, Status.NO_DATA
+        for policy, read, streak in self._steps:
+            holds, value = read(time)
             status = streak.update(holds, time)
-            states.append(
-                RuleState(rule.policy, status, value if status is not Status.NO_DATA else None, streak.since)
-            )
+            if status is no_data:
+                value = None
+            append(_new_tuple(RuleState, (policy, status, value, streak.since)))
         self._ticks += 1
         if self._ticks % _FORGET_EVERY == 0:
             self._forget(time)

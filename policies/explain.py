@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from policies.durations import describe_duration
+from policies.durations import describe_duration, format_duration
 from policies.schema import (
     Action,
     Comparison,
@@ -87,3 +87,15 @@ def _drift(policy: DriftPolicy) -> str:
         f"before the rollout started{_sustained(policy)}, and the change is significant at "
         f"{policy.confidence:.0%} confidence"
     )
+
+
+def condition(policy: Policy) -> str:
+    """The rule's condition in short form for timelines: `error_rate > 0.05 for 5m`."""
+    if isinstance(policy, ThresholdPolicy):
+        text = f"{policy.signal} {policy.when}"
+    elif isinstance(policy, CountPolicy):
+        matched = ",".join(f"{k}={v}" for k, v in policy.match.items())
+        text = f"{policy.signal}{{{matched}}} count {policy.count} within {format_duration(policy.within)}"
+    else:
+        text = f"{policy.signal} drift {policy.drift.op} {policy.drift.value:.0%} {policy.direction.value}"
+    return text + (f" for {format_duration(policy.for_)}" if policy.for_ else "")

@@ -5,14 +5,21 @@ so a tick costs O(log n) per rule whatever the window, and ingesting a sample is
 amortised. The evaluator forgets samples no rule can need any more (`forget_through`).
 The backtest bulk-loads a whole history with `extend` (C-speed `accumulate`); the live
 controller appends sample by sample. Both then read through the same queries.
+
+Samples live in `array("d")`, not lists: 8 bytes a number instead of a pointer to a
+24-byte float object, which is what lets one process hold 10,000 rollouts' windows
+(docs/performance.md). A stored value therefore reads back as a float.
 """
 
 from __future__ import annotations
 
+from array import array
 from bisect import bisect_left, bisect_right, insort
 from collections.abc import Sequence
 from itertools import accumulate
 from typing import NamedTuple
+
+_FORGET_BATCH = 16  # fewest stale samples worth a delete (a memmove of what stays)
 
 
 class Series:
@@ -21,9 +28,9 @@ class Series:
     __slots__ = ("cums", "dropped", "late", "times", "values")
 
     def __init__(self) -> None:
-        self.times: list[float] = []
-        self.values: list[float] = []
-        self.cums: list[float] = [0.0]  # cums[i] = sum(values[:i]) (+ what was forgotten)
+        self.times: array[float] = array("d")
+        self.values: array[float] = array("d")
+        self.cums: array[float] = array("d", (0.0,))  # cums[i] = sum(values[:i]) (+ forgotten)
         self.dropped = 0
         self.late = 0  # samples inserted behind newer ones: they shift indices readers keep
 
@@ -37,7 +44,8 @@ class Series:
             return
         times.append(time)
         self.values.append(value)
-        self.cums.append(self.cums[-1] + value)
+        cums = self.cums
+        cums.append(cums[-1] + value)
 
     def extend(self, times: Sequence[float], values: Sequence[float]) -> None:
         """Bulk-load samples already sorted by time (the backtest's path)."""
@@ -60,7 +68,7 @@ class Series:
         insort(self.times, time)
         self.values.insert(index, value)
         base = self.cums[index]
-        self.cums[index + 1 :] = list(accumulate(self.values[index:], initial=base))[1:]
+        self.cums[index + 1 :] = array("d", accumulate(self.values[index:], initial=base))[1:]
 
     def upto(self, time: float) -> int:
         """Number of samples with timestamp ≤ time (the end index of a (…, time] window)."""
@@ -75,8 +83,11 @@ class Series:
 
     def latest(self, time: float, staleness: float) -> float | None:
         """The newest value in (time − staleness, time], or None when there is none."""
-        end = self.upto(time)
-        if end == 0 or self.times[end - 1] <= time - staleness:
+        times = self.times
+        end = len(times)
+        if end and times[end - 1] > time:  # `upto`, inlined: this runs for most rules every tick
+            end = bisect_right(times, time)
+        if end == 0 or times[end - 1] <= time - staleness:
             return None
         return self.values[end - 1]
 
@@ -85,18 +96,29 @@ class Series:
 
     def window(self, start_time: float, end_time: float) -> tuple[float, int]:
         """(sum, count) of samples in (start_time, end_time]."""
-        end = self.upto(end_time)
-        start = bisect_right(self.times, start_time, 0, end)
-        return self.cums[end] - self.cums[start], end - start
+        times = self.times
+        end = len(times)
+        if end and times[end - 1] > end_time:
+            end = bisect_right(times, end_time)
+        start = bisect_right(times, start_time, 0, end)
+        cums = self.cums
+        return cums[end] - cums[start], end - start
 
     def forget_through(self, time: float) -> None:
-        """Drop samples at or before `time`, in amortised batches (list deletes are memmoves)."""
+        """Drop samples at or before `time`, in batches: keeping the rest copies it, so it
+        waits until the stale part is at least a fifth of the series (amortised O(1)).
+
+        The rest goes to fresh arrays rather than being shifted down in place: a buffer
+        that once held a long history (a backfilled baseline) is then freed whole instead
+        of staying pinned, mostly empty, in the C heap — that is most of a big
+        controller's RSS otherwise.
+        """
         count = bisect_right(self.times, time)
-        if count < 64 or count * 2 < len(self.times):
+        if count < _FORGET_BATCH or count * 5 < len(self.times):
             return
-        del self.times[:count]
-        del self.values[:count]
-        del self.cums[:count]
+        self.times = self.times[count:]
+        self.values = self.values[count:]
+        self.cums = self.cums[count:]
         self.dropped += count
 
 

@@ -25,13 +25,13 @@ from policies.series import Event
 from tests.reference import EVENTS, PLAIN, RATIO, Reference, RefEvent
 
 PROPERTY = settings(
-    max_examples=300,
+    max_examples=200,
     deadline=None,
     derandomize=True,
     database=None,
     suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large, HealthCheck.large_base_example],
 )
-LONG = settings(PROPERTY, max_examples=8)
+LONG = settings(PROPERTY, max_examples=6)
 
 MODES = ["observe", "load"]
 KIND = {PLAIN: SignalKind.PLAIN, RATIO: SignalKind.RATIO, EVENTS: SignalKind.EVENTS}

@@ -171,7 +171,7 @@ def read_events(path: str) -> list[Event]:
 
 def _event(path: str, line: int, text: str) -> Event:
     try:
-        raw: Any = json.loads(text)
+        raw: Any = json.loads(text.rstrip("\r\n"))  # else an unfinished object errs at "column 1"
     except json.JSONDecodeError as exc:
         raise DataError(path, line, f"not valid JSON: {exc.msg} (column {exc.colno})") from None
     if not isinstance(raw, dict):

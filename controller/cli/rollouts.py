@@ -9,7 +9,6 @@ from __future__ import annotations
 import getpass
 import json
 import os
-import sys
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Annotated, TextIO
@@ -28,10 +27,11 @@ from controller.bootstrap import (
     state_dir,
     was_lowered,
 )
+from controller.cli.view import observer_for
 from controller.core.model import RolloutId, RolloutStatus, State
 from controller.core.plan import Intent, plan
 from controller.driver import Mode, Outcome, drive
-from controller.runtime import AUTOMATIC, Event, LiveRollout, Reconciler
+from controller.runtime import AUTOMATIC, LiveRollout, Reconciler
 from controller.spec import RolloutSpec, load_rollout, spec_from_json, target_views
 from controller.store import open_store
 from controller.store.base import AuditDraft, RolloutRecord, Store
@@ -40,11 +40,6 @@ from policies.errors import TidegateError
 from policies.timestamps import format_timestamp
 
 StateOption = Annotated[str | None, typer.Option("--state", help="Store file (default .tidegate/state.db).")]
-
-
-def print_event(event: Event, stream: TextIO | None = None) -> None:
-    out = stream if stream is not None else sys.stderr
-    print(f"{format_timestamp(event.at)}  {event.kind:<10} {event.text}", file=out)
 
 
 def register(app: typer.Typer) -> None:
@@ -148,7 +143,7 @@ def _drive(
                 store.create_rollout(record, _created_audit(record, mode))
         evaluator = build_evaluator(policies, signals)
         rollout = live_rollout(record, spec, evaluator, state_dir(), lowered=lowered)
-        reconciler = Reconciler(store, lambda event: print_event(event, echo), dry_run=dry_run)
+        reconciler = Reconciler(store, observer_for(echo), dry_run=dry_run)
         until = min(signals.start + watch, signals.end) if watch is not None else signals.end
         result = drive(reconciler, rollout, start=signals.start, interval=interval, until=until, mode=mode)
         _report(rollout, result, mode, as_json=as_json, dry_run=dry_run)
@@ -159,7 +154,19 @@ def _drive(
 
 def _unfinished(store: Store, name: str) -> RolloutRecord | None:
     active = [r for r in store.list_rollouts() if r.name == name and not r.status.state.terminal]
-    return max(active, key=lambda r: r.created_at) if active else None
+    return latest(store, active) if active else None
+
+
+def latest(store: Store, records: list[RolloutRecord]) -> RolloutRecord:
+    """The most recently created of `records`. Rollouts replayed from the same data share
+    `created_at` (the data's start), so ties go to creation order: the id of the rollout's
+    first audit row, written in the same transaction as the rollout."""
+
+    def created(record: RolloutRecord) -> tuple[float, int]:
+        first = store.audit_log(record.id)[:1]
+        return record.created_at, first[0].id if first else 0
+
+    return max(records, key=created)
 
 
 def _new_record(spec: RolloutSpec, mode: Mode, start: float) -> RolloutRecord:
@@ -239,7 +246,7 @@ def _manual(trigger: str) -> Callable[..., None]:
             empty = Signals(ReplayData(), record.created_at, record.created_at, events_given=False)
             evaluator = build_evaluator(policies, empty)
             live = live_rollout(record, spec, evaluator, state_dir(), lowered=was_lowered(store, record.id))
-            reconciler = Reconciler(store, print_event)
+            reconciler = Reconciler(store, observer_for())
             now = max(record.status.since, record.created_at)
             move = reconciler.manual(live, trigger, now, actor or getpass.getuser(), reason)
             after = f"{live.status.state.value} at {live.status.traffic}%"
@@ -258,7 +265,7 @@ def _find(store: Store, ref: str) -> RolloutRecord:
     named = [r for r in store.list_rollouts() if r.name == ref]
     if not named:
         raise TidegateError(f"no rollout {ref!r} in the store (see tidegate status)")
-    return max(named, key=lambda r: r.created_at)
+    return latest(store, named)
 
 
 # --- status and audit ----------------------------------------------------------------

@@ -87,7 +87,7 @@ TRANSITIONS: list[dict[str, Any]] = [
         "source": S.STEPPING_DOWN.value,
         "dest": S.PAUSED.value,
         "conditions": ["bake_done"],
-        "after": "_enter_paused",
+        "after": "_enter_recovered",
     },
     {"trigger": "rollback", "source": _LIVE, "dest": S.ROLLING_BACK.value, "after": "_enter_rolling_back"},
     {
@@ -190,8 +190,12 @@ class _Rollout:
         self._land(State.ROLLING_BACK, 0, 0, Intent.ROLLBACK)
 
     def _enter_paused(self, _event: object = None) -> None:
-        recovering = self.status.state is State.STEPPING_DOWN
-        self._land(State.PAUSED, self.status.traffic, self.status.step, None if recovering else Intent.PAUSE)
+        self._land(State.PAUSED, self.status.traffic, self.status.step, Intent.PAUSE)
+
+    def _enter_recovered(self, _event: object = None) -> None:
+        # Recovered while stepping down: hold where we are for a human, touching no target.
+        # (A person's `pause` from stepping_down does pause the targets: see _enter_paused.)
+        self._land(State.PAUSED, self.status.traffic, self.status.step, None)
 
     def _enter_resumed(self, _event: object = None) -> None:
         step = _resume_step(self.shape, self.status.traffic)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from bisect import bisect_right, insort
 
-from policies.rules.base import Reading
+from policies.rules.base import Reading, predicate
 from policies.schema import CountPolicy
 from policies.series import Event
 
@@ -16,7 +16,7 @@ class EventCount:
         self.policy = policy
         self.match = tuple(policy.match.items())
         self.within = policy.within
-        self.compare = policy.count.holds
+        self.compare = predicate(policy.count)
         self.times: list[float] = []  # matching events, sorted
 
     def offer(self, event: Event) -> None:
@@ -37,7 +37,7 @@ class EventCount:
 
     def read(self, time: float) -> Reading:
         count = self.matching(time)
-        return Reading(self.compare(count), float(count))
+        return self.compare(count), float(count)
 
     def describe(self, time: float) -> str:
         wanted = ", ".join(f"{k}={v}" for k, v in self.match) or "any"

@@ -15,10 +15,11 @@ rule's `confidence`, so that low-volume noise is never read as a regression.
 from __future__ import annotations
 
 import math
+from array import array
 from bisect import bisect_left, bisect_right
 from statistics import NormalDist
 
-from policies.rules.base import Reading
+from policies.rules.base import NO_READING, Reading, predicate
 from policies.schema import Direction, DriftPolicy
 from policies.series import RatioSeries, Series
 
@@ -64,7 +65,7 @@ class _DriftBase:
         self.window = policy.window
         self.baseline_window = policy.baseline.window
         self.direction = policy.direction
-        self.exceeds = policy.drift.holds
+        self.exceeds = predicate(policy.drift)
         self.critical = critical_z(policy.confidence, policy.direction)
 
     def retention(self) -> float:
@@ -114,13 +115,13 @@ class RatioDrift(_DriftBase):
     def read(self, time: float) -> Reading:
         counts = self.counts(time)
         if counts is None:
-            return Reading(None, None)
+            return NO_READING
         n0, d0, n1, d1 = counts
         rel = (n1 / d1) / (n0 / d0) - 1
         if not self.exceeds(signed_change(rel, self.direction)):
-            return Reading(False, rel)
+            return False, rel
         z = two_proportion_z(n0, d0, n1, d1)
-        return Reading(significant(z, self.critical, self.direction), rel)
+        return significant(z, self.critical, self.direction), rel
 
     def describe(self, time: float) -> str:
         counts = self.counts(time)
@@ -141,7 +142,7 @@ class PlainDrift(_DriftBase):
     def __init__(self, policy: DriftPolicy, series: Series, start: float) -> None:
         super().__init__(policy, start)
         self.series = series
-        self.sorted_baseline: list[float] | None = None
+        self.sorted_baseline: array[float] | None = None
         self.baseline_mean = 0.0
         self.ranks = Series()  # per current sample: baseline values below it (+½ per tie)
         self.ranked = 0  # absolute index of the next sample of `series` to rank
@@ -165,7 +166,7 @@ class PlainDrift(_DriftBase):
             a, b = self.baseline_range(series)
             if b == a:
                 return None
-            self.sorted_baseline = sorted(series.values[a:b])
+            self.sorted_baseline = array("d", sorted(series.values[a:b]))
             self.baseline_mean = math.fsum(self.sorted_baseline) / (b - a)
         begin, end = self.current_range(series, time)
         if series.late != self.late_seen:
@@ -183,12 +184,12 @@ class PlainDrift(_DriftBase):
     def read(self, time: float) -> Reading:
         stats = self.statistics(time)
         if stats is None or stats[0] == 0:
-            return Reading(None, None)
+            return NO_READING
         mean0, mean1, z, _ = stats
         rel = mean1 / mean0 - 1
         if not self.exceeds(signed_change(rel, self.direction)):
-            return Reading(False, rel)
-        return Reading(significant(z, self.critical, self.direction), rel)
+            return False, rel
+        return significant(z, self.critical, self.direction), rel
 
     def describe(self, time: float) -> str:
         stats = self.statistics(time)

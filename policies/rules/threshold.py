@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from policies.rules.base import Reading
+from policies.rules.base import NO_READING, Reading, predicate
 from policies.rules.ratio import wilson_bounds, window_ratio, z_for
 from policies.schema import ThresholdPolicy
 from policies.series import RatioSeries, Series
@@ -15,13 +15,13 @@ class PlainThreshold:
         self.policy = policy
         self.series = series
         self.staleness = policy.staleness
-        self.compare = policy.when.holds
+        self.compare = predicate(policy.when)
 
     def read(self, time: float) -> Reading:
         value = self.series.latest(time, self.staleness)
         if value is None:
-            return Reading(None, None)
-        return Reading(self.compare(value), value)
+            return NO_READING
+        return self.compare(value), value
 
     def describe(self, time: float) -> str:
         value = self.series.latest(time, self.staleness)
@@ -45,22 +45,22 @@ class RatioThreshold:
         self.signal = signal
         self.window = policy.window
         self.min_samples = policy.min_samples
-        self.compare = policy.when.holds
+        self.compare = predicate(policy.when)
         self.z = z_for(policy.confidence) if policy.confidence is not None else None
         self.upper = policy.when.op in ("<", "<=")
 
     def read(self, time: float) -> Reading:
         sums = window_ratio(self.signal, time - self.window, time)
         if sums is None:
-            return Reading(None, None)
+            return NO_READING
         num, den = sums
         if den <= 0 or den < self.min_samples:
-            return Reading(None, None)
+            return NO_READING
         ratio = num / den
         if self.z is None:
-            return Reading(self.compare(ratio), ratio)
+            return self.compare(ratio), ratio
         low, high = wilson_bounds(num, den, self.z)
-        return Reading(self.compare(high if self.upper else low), ratio)
+        return self.compare(high if self.upper else low), ratio
 
     def describe(self, time: float) -> str:
         sums = window_ratio(self.signal, time - self.window, time)
