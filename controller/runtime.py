@@ -173,12 +173,25 @@ class Reconciler:
         if self.dry_run:
             return
         unfinished = self.store.unfinished_intents(rollout.id)
+        results: list[ActionResult] = []
         if unfinished:
             self._emit(now, "recovery", rollout, f"finishing {len(unfinished)} journaled operation(s)")
             results = self._actuate(rollout, [PlannedIntent(i.key, i.operation) for i in unfinished], now)
-            self._settle(rollout, results, now)
-        elif rollout.status.state is State.ROLLING_BACK:
-            self._settle(rollout, [], now)
+        self._settle(rollout, [*self._failed_before_crash(rollout, results), *results], now)
+
+    def _failed_before_crash(self, rollout: LiveRollout, fresh: Sequence[ActionResult]) -> list[ActionResult]:
+        """Failures of the current transition's operations that a process journaled and then
+        died before moving the rollout to `failed`: they still fail it (and page), rather than
+        a rollback with a failed operation completing as rolled back."""
+        status = rollout.status
+        if status.state.terminal or status.state is State.FAILED:
+            return []
+        seen = {result.intent.key for result in fresh}
+        return [
+            ActionResult(PlannedIntent(i.key, i.operation), i.outcome, i.detail)
+            for i in self.store.intents(rollout.id)
+            if i.seq == status.seq and i.outcome in ("failed", "refused") and i.key not in seen
+        ]
 
     def _settle(self, rollout: LiveRollout, results: Sequence[ActionResult], now: float) -> None:
         """After actuation: a failure fails the rollout; a finished rollback completes it."""
@@ -189,8 +202,11 @@ class Reconciler:
             reason = "; ".join(f"{r.intent.operation.target}: {r.detail}" for r in failed)
             move = machine.fail(rollout.status, now, f"actuation failed: {reason}")
             if move is not None:
-                self.execute(rollout, move, now, actor=AUTOMATIC, verdict=None)
-                self._emit(now, "page", rollout, f"PAGE a human: actuation failed after retries: {reason}")
+                self.execute(rollout, move, now, actor=AUTOMATIC, verdict=None)  # audits the page
+            else:  # the move landed in a final state (promoted): nothing to fail, still page
+                page = {"reason": f"actuation failed: {reason}"}
+                self.store.append_audit(AuditDraft(now, AUTOMATIC, "page", rollout.id, page))
+            self._emit(now, "page", rollout, f"PAGE a human: actuation failed after retries: {reason}")
             return
         if rollout.status.state is State.ROLLING_BACK and not self.store.unfinished_intents(rollout.id):
             done = machine.complete(rollout.status, now)
@@ -325,6 +341,8 @@ class Reconciler:
             AuditDraft(now, actor, "page", rollout.id, {"target": s.target, "reason": s.reason})
             for s in the_plan.manual_steps
         ]
+        if move.after.state is State.FAILED:  # `failed` means humans were paged: record it with the move
+            drafts.append(AuditDraft(now, actor, "page", rollout.id, {"reason": move.after.reason}))
         return drafts
 
     def _emit(self, at: float, kind: str, rollout: LiveRollout, text: str) -> None:

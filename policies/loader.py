@@ -6,10 +6,11 @@ on: `runbook.yaml:12:10: policies[1].for: expected a duration like 5m, got 'five
 
 from __future__ import annotations
 
+import difflib
 from collections.abc import Iterable, Sequence
 from importlib import resources
 from pathlib import Path
-from typing import Any, TypeVar, cast
+from typing import Any, TypeVar, cast, get_args
 
 from pydantic import BaseModel, ValidationError
 
@@ -129,17 +130,20 @@ def validate_located(
 def _first_error(
     exc: ValidationError, located: Located, base: YamlPath, model: type[BaseModel]
 ) -> PolicyError:
-    # Report the mistake that comes first in the file, as a person reads it.
+    # Report the mistake that comes first in the file, as a person reads it. A missing field
+    # has no line of its own, and is often the typo'd key reported as unknown: report it last.
     errors = exc.errors(include_url=False)
-    error = min(errors, key=lambda e: located.where((*base, *_strip_union_tags(tuple(e["loc"])))))
+    present = [e for e in errors if e["type"] != "missing"] or errors
+    error = min(present, key=lambda e: located.where((*base, *_strip_union_tags(tuple(e["loc"])))))
     loc = _strip_union_tags(tuple(error["loc"]))
     path = (*base, *loc)
     kind = error["type"]
     if kind == "extra_forbidden":
-        allowed = ", ".join(sorted(_field_names(model, loc[:-1])))
-        return located.error(
-            path, f"{_dotted(path)}: unknown field {loc[-1]!r} (expected one of: {allowed})", key=True
-        )
+        names = sorted(_field_names(model, loc[:-1]))
+        close = difflib.get_close_matches(str(loc[-1]), names, n=1)
+        hint = f"did you mean {close[0]!r}? " if close else ""
+        message = f"{_dotted(path)}: unknown field {loc[-1]!r} ({hint}expected one of: {', '.join(names)})"
+        return located.error(path, message, key=True)
     if kind == "missing":
         return located.error(
             path[:-1], f"{_dotted(path[:-1]) or 'document'}: missing required field {loc[-1]!r}"
@@ -188,16 +192,26 @@ def _strip_union_tags(loc: tuple[Any, ...]) -> tuple[str | int, ...]:
 
 
 def _field_names(model: type[BaseModel], loc: Iterable[Any]) -> list[str]:
-    current: Any = model
+    current: type[BaseModel] | None = model
     for part in loc:
-        if isinstance(part, int):
+        if isinstance(part, int) or current is None:
             continue
-        field = current.model_fields.get(part) if hasattr(current, "model_fields") else None
-        annotation = getattr(field, "annotation", None)
-        if annotation is None or not hasattr(annotation, "model_fields"):
-            return []
-        current = annotation
+        field = current.model_fields.get(part)
+        current = _model_in(field.annotation) if field is not None else None
+    if current is None:
+        return []
     return [f.alias or name for name, f in current.model_fields.items()]
+
+
+def _model_in(annotation: Any) -> type[BaseModel] | None:
+    """The model a field holds, looking through tuple[...], list[...] and X | None."""
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return annotation
+    for argument in get_args(annotation):
+        found = _model_in(argument)
+        if found is not None:
+            return found
+    return None
 
 
 def _dotted(path: YamlPath) -> str:

@@ -87,7 +87,8 @@ BAD_PACKS = {
     "unknown-top-level-field": (
         HEAD.replace("interval: 30s", "intervall: 30s")
         + "  - {id: a, signal: s, when: '> 1', action: notify}\n",
-        "p.yaml:4:1: intervall: unknown field 'intervall' (expected one of: apiVersion, interval, kind, "
+        "p.yaml:4:1: intervall: unknown field 'intervall' (did you mean 'interval'? expected one of: "
+        "apiVersion, interval, kind, "
         "metadata, policies)",
     ),
     "unknown-operator": (

@@ -13,11 +13,13 @@ module `tests/test_<kind>_actuator.py` (a test fails without it).
 from __future__ import annotations
 
 import difflib
+import os
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Generic, Protocol, TypeVar
 
+import httpx
 from pydantic import BaseModel, ValidationError
 from pydantic_core import ErrorDetails
 
@@ -29,10 +31,24 @@ from policies.operations import Op
 SettingsT = TypeVar("SettingsT", bound=BaseModel)
 
 
+@dataclass(frozen=True)
+class BuildContext:
+    """What the composition root hands every actuator it builds (STYLE.md §4: injected)."""
+
+    state_dir: Path  # where local kinds (the sandbox) keep state
+    env: Mapping[str, str] = field(default_factory=dict)  # secrets are read from here, by name
+    http: httpx.Client | None = None  # one shared client; adapters wrap it in adapters.http.VendorHttp
+
+    def client(self) -> httpx.Client:
+        return self.http if self.http is not None else httpx.Client()
+
+
 class TargetKind(Protocol):
     def capabilities(self, settings: Mapping[str, object], where: str) -> frozenset[Op]: ...
 
-    def build(self, name: str, settings: Mapping[str, object], where: str, state_dir: Path) -> Actuator: ...
+    def build(
+        self, name: str, settings: Mapping[str, object], where: str, context: BuildContext
+    ) -> Actuator: ...
 
 
 @dataclass(frozen=True)
@@ -40,14 +56,14 @@ class Kind(Generic[SettingsT]):
     """A target kind: its settings model, its constructor and its capabilities."""
 
     settings: type[SettingsT]
-    construct: Callable[[str, SettingsT, Path], Actuator]
+    construct: Callable[[str, SettingsT, BuildContext], Actuator]
     capabilities_for: Callable[[SettingsT], frozenset[Op]]
 
     def capabilities(self, settings: Mapping[str, object], where: str) -> frozenset[Op]:
         return self.capabilities_for(self._validate(settings, where))
 
-    def build(self, name: str, settings: Mapping[str, object], where: str, state_dir: Path) -> Actuator:
-        return self.construct(name, self._validate(settings, where), state_dir)
+    def build(self, name: str, settings: Mapping[str, object], where: str, context: BuildContext) -> Actuator:
+        return self.construct(name, self._validate(settings, where), context)
 
     def _validate(self, settings: Mapping[str, object], where: str) -> SettingsT:
         try:
@@ -58,8 +74,8 @@ class Kind(Generic[SettingsT]):
             raise ConfigError(f"{where}: {message}", path=tuple(problems[0]["loc"])) from None
 
 
-def _sandbox(name: str, settings: SandboxSettings, state_dir: Path) -> Actuator:
-    return Sandbox(name, settings, state_dir / STATE_FILE)
+def _sandbox(name: str, settings: SandboxSettings, context: BuildContext) -> Actuator:
+    return Sandbox(name, settings, context.state_dir / STATE_FILE)
 
 
 ACTUATORS: dict[str, TargetKind] = {
@@ -67,9 +83,18 @@ ACTUATORS: dict[str, TargetKind] = {
 }
 
 
-def build_actuator(kind: str, name: str, settings: Mapping[str, object], *, state_dir: Path) -> Actuator:
-    """The actuator for target `name`; `state_dir` is where local kinds (the sandbox) keep state."""
-    return _kind(kind).build(name, settings, f"target {name!r} ({kind})", state_dir)
+def build_actuator(
+    kind: str,
+    name: str,
+    settings: Mapping[str, object],
+    *,
+    state_dir: Path,
+    env: Mapping[str, str] | None = None,
+    http: httpx.Client | None = None,
+) -> Actuator:
+    """The actuator for target `name`; secrets come from `env` (default: the process's)."""
+    context = BuildContext(state_dir, os.environ if env is None else env, http)
+    return _kind(kind).build(name, settings, f"target {name!r} ({kind})", context)
 
 
 def capabilities_of(kind: str, settings: Mapping[str, object]) -> frozenset[Op]:

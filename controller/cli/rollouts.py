@@ -153,8 +153,20 @@ def _drive(
 
 
 def _unfinished(store: Store, name: str) -> RolloutRecord | None:
-    active = [r for r in store.list_rollouts() if r.name == name and not r.status.state.terminal]
+    # Only what a `run` started: a healthy gate leaves its watch progressing at the last
+    # step, and a run that adopted it would skip the whole traffic ladder.
+    active = [
+        r
+        for r in store.list_rollouts()
+        if r.name == name and not r.status.state.terminal and _created_mode(store, r) == Mode.RUN.value
+    ]
     return latest(store, active) if active else None
+
+
+def _created_mode(store: Store, record: RolloutRecord) -> object:
+    """The mode (run | gate) the rollout's "created" audit row records, None if there is none."""
+    first = store.audit_log(record.id)[:1]
+    return json.loads(first[0].payload_json).get("mode") if first and first[0].kind == "created" else None
 
 
 def latest(store: Store, records: list[RolloutRecord]) -> RolloutRecord:
