@@ -14,16 +14,17 @@ twice (actuators observe first and answer `already_done`).
 from __future__ import annotations
 
 import logging
+import random
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 from tenacity import (
+    RetryCallState,
     RetryError,
     Retrying,
     retry_if_exception_type,
     stop_after_attempt,
-    wait_exponential_jitter,
 )
 
 from adapters.actuators.base import Actuator, AlreadyDone, Applied, Refused, Result
@@ -350,15 +351,14 @@ class Reconciler:
         self.observer(Event(at, kind, rollout.id, text))
 
 
-def _wait(backoff: float) -> Callable[..., float]:
-    exponential = wait_exponential_jitter(initial=backoff, max=backoff * 10, jitter=backoff)
-
-    def wait(retry_state: object) -> float:
-        outcome = getattr(retry_state, "outcome", None)
+def _wait(backoff: float) -> Callable[[RetryCallState], float]:
+    def wait(retry_state: RetryCallState) -> float:
+        outcome = retry_state.outcome
         error = outcome.exception() if outcome is not None else None
         if isinstance(error, RateLimited) and error.retry_after is not None:
             return float(error.retry_after)  # the vendor said when; Retry-After is honoured
-        return float(exponential(retry_state))  # type: ignore[arg-type]
+        ceiling = min(backoff * 10, backoff * 2.0 ** (retry_state.attempt_number - 1))
+        return ceiling * random.uniform(0.5, 1.0)  # jitter: many rollouts must not retry in step
 
     return wait
 

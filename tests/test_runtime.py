@@ -280,8 +280,8 @@ def sleeps(monkeypatch: pytest.MonkeyPatch) -> list[float]:
     ("error", "low", "high"),
     [
         (RateLimited("429 Too Many Requests", retry_after=0.01), 0.01, 0.01),  # the vendor's word
-        (RateLimited("429 without Retry-After"), 5.0, 10.0),  # exponential backoff with jitter
-        (Transient("timeout"), 5.0, 10.0),
+        (RateLimited("429 without Retry-After"), 2.5, 5.0),  # first backoff: ½–1× `backoff`
+        (Transient("timeout"), 2.5, 5.0),
     ],
 )
 def test_retry_after_is_honoured(

@@ -294,7 +294,7 @@ class Sandbox:
             self._path.parent.mkdir(parents=True, exist_ok=True)
             db = sqlite3.connect(self._path, timeout=self._lock_timeout, isolation_level=None)
             try:
-                db.execute("PRAGMA journal_mode=WAL")
+                _use_wal(db)
                 db.execute("PRAGMA synchronous=NORMAL")
                 db.execute("BEGIN IMMEDIATE")
                 try:
@@ -381,3 +381,17 @@ def _effect(state: SandboxState, operation: Operation) -> SandboxState:
     if op in (Op.PAUSE, Op.RESUME):
         return replace(state, paused=op is Op.PAUSE)
     return replace(state, enabled=op is Op.ENABLE)
+
+
+def _use_wal(db: sqlite3.Connection, attempts: int = 100) -> None:
+    """Switch a (possibly brand-new) file to WAL. Changing the journal mode takes an exclusive
+    lock that SQLite's busy timeout does not wait for, so several threads opening a new state
+    file at once would see "database is locked" at once: wait a little and try again."""
+    for attempt in range(attempts):
+        try:
+            db.execute("PRAGMA journal_mode=WAL")
+            return
+        except sqlite3.OperationalError as error:
+            if "locked" not in str(error) or attempt == attempts - 1:
+                raise
+            time.sleep(0.01 * (1 + attempt % 5))
