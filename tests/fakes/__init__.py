@@ -1,0 +1,1 @@
+"""Loopback fakes of vendor APIs that cannot run here (see ../shared/reference/apis.md)."""
