@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install demo test lint typecheck unit bench tools clean lock
+.PHONY: install demo test lint typecheck unit bench tools unleash clean lock
 
 install: $(STAMP)
 
@@ -20,6 +20,15 @@ tools:
 	  echo "installing Debian's prometheus package for promtool"; \
 	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq prometheus >/dev/null; }
 
+# A real open-source Unleash for tests/test_unleash_actuator.py: the npm package pinned by
+# tests/unleash/package-lock.json, installed with the machine's Node.js; no install script runs.
+UNLEASH_INSTALLED := tests/unleash/node_modules/.package-lock.json
+unleash: $(UNLEASH_INSTALLED)
+
+$(UNLEASH_INSTALLED): tests/unleash/package-lock.json
+	@command -v npm >/dev/null 2>&1 || { echo "npm not found: the Unleash tests skip (and fail with CI=true)"; exit 0; }; \
+	npm ci --prefix tests/unleash --ignore-scripts --no-audit --no-fund --loglevel=error
+
 demo: install
 	$(BIN)/tidegate demo
 
@@ -31,7 +40,7 @@ lint: install
 typecheck: install
 	$(BIN)/mypy --strict controller policies adapters
 
-unit: install tools
+unit: install tools unleash
 	$(BIN)/pytest -n 2 -q
 
 test: lint typecheck unit

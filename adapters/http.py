@@ -13,22 +13,27 @@ the vendor's own message, with every configured secret value redacted.
 
 from __future__ import annotations
 
+import datetime
 import email.utils
 import json
+import math
 import random
+import re
 import time
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
 import httpx
-from tenacity import RetryCallState, Retrying, retry_if_exception_type, stop_after_attempt
+from tenacity import RetryCallState, Retrying, retry_if_exception, stop_after_attempt
 
 from adapters.errors import ActuatorError, AuthFailed, Permanent, Precondition, RateLimited, Transient
 
 DEFAULT_TIMEOUT = httpx.Timeout(10.0, connect=5.0)
 # Headers vendors use to say when to come back: seconds, or an epoch (s or ms) of the reset.
 _RESET_HEADERS = ("x-ratelimit-reset", "x-rate-limit-reset", "ratelimit-reset")
+_SECONDS = re.compile(r"[0-9]+(\.[0-9]*)?|\.[0-9]+", re.ASCII)  # not str.isdigit: it accepts "²"
+_MESSAGE_LIMIT = 300  # characters of the vendor's own message kept in an error
 
 
 @dataclass(frozen=True)
@@ -55,16 +60,19 @@ class VendorHttp:
         classify: Classifier | None = None,
         sleep: Callable[[float], None] = time.sleep,
         clock: Callable[[], float] = time.time,
+        timeout: httpx.Timeout = DEFAULT_TIMEOUT,
     ) -> None:
         self.client = client
         self.vendor = vendor
         self.base_url = base_url.rstrip("/")
         self.headers = dict(headers or {})
-        self.secrets = [s for s in secrets if s]
+        # Longest first: a secret that contains another must not be half-redacted by it.
+        self.secrets = sorted({s for s in secrets if s}, key=len, reverse=True)
         self.retry = retry or RetryPolicy()
         self.classify = classify
         self.sleep = sleep
         self.clock = clock
+        self.timeout = timeout
         self.calls = 0  # requests actually sent, retries included (tests and rate budgets)
 
     def request(
@@ -81,7 +89,7 @@ class VendorHttp:
         """Send with retries; return the response when its status is in `ok`, else raise."""
         expected = frozenset(ok)
         retrying = Retrying(
-            retry=retry_if_exception_type(Transient),
+            retry=retry_if_exception(self._worth_retrying),
             stop=stop_after_attempt(self.retry.attempts),
             wait=self._wait,
             sleep=self.sleep,
@@ -112,20 +120,24 @@ class VendorHttp:
                 content=content,
                 params=params,
                 headers={**self.headers, **(headers or {})},
-                timeout=DEFAULT_TIMEOUT,
+                timeout=self.timeout,
             )
         except httpx.TimeoutException as exc:
             raise Transient(
                 self._scrub(f"{self.vendor}: {method} {path} timed out ({type(exc).__name__})")
             ) from None
-        except httpx.TransportError as exc:
+        except httpx.UnsupportedProtocol as exc:  # a TransportError, but no retry will fix the URL
+            raise Permanent(self._scrub(f"{self.vendor}: {method} {path}: bad URL: {exc}")) from None
+        except httpx.TransportError as exc:  # connection refused or reset, protocol errors
             raise Transient(self._scrub(f"{self.vendor}: {method} {path} failed: {exc}")) from None
+        except (httpx.RequestError, httpx.InvalidURL) as exc:  # redirect loops, undecodable bodies
+            raise Permanent(self._scrub(f"{self.vendor}: {method} {path} failed: {exc}")) from None
         if response.status_code in expected:
             return response
         raise self._error(response, f"{method} {path}")
 
     def _error(self, response: httpx.Response, what: str) -> ActuatorError:
-        said = vendor_message(response)
+        said = vendor_message(response, self.secrets)
         text = self._scrub(f"{self.vendor}: {what} → {response.status_code}" + (f": {said}" if said else ""))
         if self.classify is not None:
             special = self.classify(response, text)
@@ -133,10 +145,17 @@ class VendorHttp:
                 return special
         return classify_status(response, text, self.clock())
 
+    def _worth_retrying(self, error: BaseException) -> bool:
+        # A vendor asking for a longer pause than `longest_wait` is not waited out in this
+        # call: the error goes up at once (still a RateLimited, with its retry_after).
+        if isinstance(error, RateLimited) and error.retry_after is not None:
+            return error.retry_after <= self.retry.longest_wait
+        return isinstance(error, Transient)
+
     def _wait(self, state: RetryCallState) -> float:
         error = state.outcome.exception() if state.outcome is not None else None
         if isinstance(error, RateLimited) and error.retry_after is not None:
-            return min(error.retry_after, self.retry.maximum * 4)
+            return error.retry_after  # the vendor said when: waiting less only earns another 429
         backoff = min(self.retry.maximum, self.retry.initial * 2.0 ** (state.attempt_number - 1))
         return backoff * random.uniform(0.5, 1.0)  # jitter: a fleet of controllers must not retry in step
 
@@ -160,38 +179,61 @@ def classify_status(response: httpx.Response, text: str, now: float) -> Actuator
 
 
 def retry_after(response: httpx.Response, now: float) -> float | None:
-    """Seconds to wait from Retry-After (seconds or HTTP date) or a vendor reset header."""
-    value = response.headers.get("retry-after")
-    if value is not None:
-        value = value.strip()
-        if value.replace(".", "", 1).isdigit():
-            return float(value)
-        parsed = email.utils.parsedate_to_datetime(value) if value else None
-        if parsed is not None:
-            return max(0.0, parsed.timestamp() - now)
+    """Seconds to wait from Retry-After (seconds or HTTP date) or a vendor reset header.
+
+    Never raises: a header that is neither (garbage, negative, NaN) is ignored, and the
+    answer is None or a finite number of seconds ≥ 0.
+    """
+    value = response.headers.get("retry-after", "").strip()
+    wait = _seconds(value) if _SECONDS.fullmatch(value) else _until_http_date(value, now)
+    if wait is not None:
+        return wait
     for name in _RESET_HEADERS:
-        reset = response.headers.get(name)
-        if reset is None:
+        reset = response.headers.get(name, "").strip()
+        number = _seconds(reset) if _SECONDS.fullmatch(reset) else None
+        if number is None:
             continue
-        try:
-            number = float(reset)
-        except ValueError:
-            continue
-        if number > 1e12:  # epoch milliseconds
+        if number > 1e12:  # epoch milliseconds (LaunchDarkly)
             return max(0.0, number / 1000 - now)
-        if number > 1e9:  # epoch seconds
+        if number > 1e9:  # epoch seconds (Vercel, GitHub)
             return max(0.0, number - now)
-        return number  # seconds from now
+        return number  # seconds from now (Supabase)
     return None
 
 
-def vendor_message(response: httpx.Response) -> str:
-    """The vendor's own words from its error body, shortened; never the request."""
+def _seconds(text: str) -> float | None:
+    number = float(text)
+    return number if math.isfinite(number) else None  # "9" * 400 is inf
+
+
+def _until_http_date(text: str, now: float) -> float | None:
+    if not text:
+        return None
     try:
-        body = response.json()
+        parsed = email.utils.parsedate_to_datetime(text)
+    except (ValueError, TypeError, IndexError, OverflowError):
+        return None
+    if parsed.tzinfo is None:  # "-0000": RFC 5322 for "UTC, source unknown"; not local time
+        parsed = parsed.replace(tzinfo=datetime.UTC)
+    try:
+        return max(0.0, parsed.timestamp() - now)
+    except (OverflowError, ValueError, OSError):
+        return None
+
+
+def vendor_message(response: httpx.Response, secrets: Iterable[str] = ()) -> str:
+    """The vendor's own words from its error body, shortened; never the request.
+
+    `secrets` are redacted BEFORE shortening: cut first, a secret straddling the cut would
+    survive as a prefix that no longer matches it.
+    """
+    try:
+        said = _message_in(response.json())
     except (json.JSONDecodeError, UnicodeDecodeError, ValueError):
-        return response.text.strip()[:200]
-    return _message_in(body)[:300]
+        said = response.text.strip()
+    for secret in sorted({s for s in secrets if s}, key=len, reverse=True):
+        said = said.replace(secret, "***")
+    return said[:_MESSAGE_LIMIT]
 
 
 def _message_in(body: Any) -> str:
@@ -206,7 +248,7 @@ def _message_in(body: Any) -> str:
             return _message_in(error)
     if isinstance(body, list) and body:
         return _message_in(body[0])
-    return json.dumps(body)[:200] if body is not None else ""
+    return json.dumps(body) if body is not None else ""
 
 
 __all__ = [

@@ -62,6 +62,7 @@ class LiveRollout:
 
 
 LOWERING_TRIGGERS = ("step_down", "rollback")
+LONGEST_RATE_LIMIT_WAIT = 60.0  # seconds; past this a retry is attempted anyway, then we escalate
 
 
 @dataclass(frozen=True)
@@ -356,7 +357,8 @@ def _wait(backoff: float) -> Callable[[RetryCallState], float]:
         outcome = retry_state.outcome
         error = outcome.exception() if outcome is not None else None
         if isinstance(error, RateLimited) and error.retry_after is not None:
-            return float(error.retry_after)  # the vendor said when; Retry-After is honoured
+            # The vendor said when; honoured up to a minute — a rollback must not park for an hour.
+            return min(float(error.retry_after), LONGEST_RATE_LIMIT_WAIT)
         ceiling = min(backoff * 10, backoff * 2.0 ** (retry_state.attempt_number - 1))
         return ceiling * random.uniform(0.5, 1.0)  # jitter: many rollouts must not retry in step
 

@@ -49,7 +49,7 @@ class Evaluator:
         self.streams: dict[str, EventStream] = {}
         self.rules: list[tuple[Rule, Streak]] = []
         self.unbound: list[Policy] = []
-        self._retention: dict[int, tuple[Series, float]] = {}
+        self._retention: dict[Series, float] = {}  # how far back each series must reach
         self._ticks = 0
         self._last_tick: float | None = None
         for policy in policies:
@@ -59,8 +59,6 @@ class Evaluator:
                 continue
             rule = self._bind(policy, kind)
             self.rules.append((rule, Streak(policy.for_)))
-        # What `tick` needs per rule, bound once: a tick is ~10 attribute loads fewer per rule.
-        self._steps = [(rule.policy, rule.read, streak) for rule, streak in self.rules]
 
     # --- binding -----------------------------------------------------------------------
 
@@ -81,7 +79,9 @@ class Evaluator:
             self._keep(signal.num, ratio_rule.retention())
             self._keep(signal.den, ratio_rule.retention())
             return ratio_rule
-        series = self.plain.setdefault(policy.signal, Series())
+        series = self.plain.get(policy.signal)
+        if series is None:
+            series = self.plain[policy.signal] = Series(sums=False)
         plain_rule: Rule
         if isinstance(policy, ThresholdPolicy):
             if policy.confidence is not None or policy.min_samples:
@@ -91,14 +91,13 @@ class Evaluator:
                 )
             plain_rule = PlainThreshold(policy, series)
         else:
+            series.keep_sums()
             plain_rule = PlainDrift(policy, series, self.start)
         self._keep(series, plain_rule.retention())
         return plain_rule
 
     def _keep(self, series: Series, seconds: float) -> None:
-        key = id(series)
-        _, current = self._retention.get(key, (series, 0.0))
-        self._retention[key] = (series, max(current, seconds))
+        self._retention[series] = max(self._retention.get(series, 0.0), seconds)
 
     @property
     def policies(self) -> list[Policy]:
@@ -147,19 +146,19 @@ class Evaluator:
         self._last_tick = time
         states: list[RuleState] = []
         append, no_data = states.append, Status.NO_DATA
-        for policy, read, streak in self._steps:
-            holds, value = read(time)
+        for rule, streak in self.rules:
+            holds, value = rule.read(time)
             status = streak.update(holds, time)
             if status is no_data:
                 value = None
-            append(_new_tuple(RuleState, (policy, status, value, streak.since)))
+            append(_new_tuple(RuleState, (rule.policy, status, value, streak.since)))
         self._ticks += 1
         if self._ticks % _FORGET_EVERY == 0:
             self._forget(time)
         return states
 
     def _forget(self, time: float) -> None:
-        for series, keep in self._retention.values():
+        for series, keep in self._retention.items():
             series.forget_through(time - keep)
         for rule, _ in self.rules:
             if isinstance(rule, PlainDrift):

@@ -3,12 +3,13 @@
 A window query is two binary searches and one subtraction of running sums, never a scan,
 so a tick costs O(log n) per rule whatever the window, and ingesting a sample is O(1)
 amortised. The evaluator forgets samples no rule can need any more (`forget_through`).
-The backtest bulk-loads a whole history with `extend` (C-speed `accumulate`); the live
-controller appends sample by sample. Both then read through the same queries.
+The backtest bulk-loads recorded history a block of ticks ahead with `extend` (C-speed
+`accumulate`); the live controller appends sample by sample. Both then read through the
+same queries.
 
 Samples live in `array("d")`, not lists: 8 bytes a number instead of a pointer to a
 24-byte float object, which is what lets one process hold 10,000 rollouts' windows
-(docs/performance.md). A stored value therefore reads back as a float.
+(docs/performance.md). A value read back from the arrays is therefore a float.
 """
 
 from __future__ import annotations
@@ -19,33 +20,46 @@ from collections.abc import Sequence
 from itertools import accumulate
 from typing import NamedTuple
 
-_FORGET_BATCH = 16  # fewest stale samples worth a delete (a memmove of what stays)
+_FORGET_BATCH = 16  # fewest stale samples worth a forget (a copy of what stays)
+_NEVER = float("-inf")
 
 
 class Series:
     """One numeric signal. Indices are local; `dropped` counts samples already forgotten."""
 
-    __slots__ = ("cums", "dropped", "late", "times", "values")
+    __slots__ = ("cums", "dropped", "last_time", "last_value", "late", "times", "values")
 
-    def __init__(self) -> None:
+    def __init__(self, *, sums: bool = True) -> None:
         self.times: array[float] = array("d")
         self.values: array[float] = array("d")
-        self.cums: array[float] = array("d", (0.0,))  # cums[i] = sum(values[:i]) (+ forgotten)
+        # cums[i] = sum(values[:i]) (+ what was forgotten); left empty when no rule reads a
+        # window sum (a plain threshold), which spares an array per gauge per rollout.
+        self.cums: array[float] = array("d", (0.0,)) if sums else array("d")
         self.dropped = 0
         self.late = 0  # samples inserted behind newer ones: they shift indices readers keep
+        # The newest sample, kept beside the arrays: a live tick mostly wants just that, and
+        # reading it here spares four memory loads (two arrays and their buffers) per rule.
+        self.last_time = _NEVER
+        self.last_value = 0.0
 
     def __len__(self) -> int:
         return len(self.times)
 
+    def keep_sums(self) -> None:
+        """Start keeping running sums (a rule that reads window sums was bound to this)."""
+        if not self.cums:
+            self.cums = array("d", accumulate(self.values, initial=0.0))
+
     def append(self, time: float, value: float) -> None:
-        times = self.times
-        if times and time < times[-1]:
+        if time < self.last_time:
             self._insert_late(time, value)
             return
-        times.append(time)
+        self.times.append(time)
         self.values.append(value)
         cums = self.cums
-        cums.append(cums[-1] + value)
+        if cums:
+            cums.append(cums[-1] + value)
+        self.last_time, self.last_value = time, value
 
     def extend(self, times: Sequence[float], values: Sequence[float]) -> None:
         """Bulk-load samples already sorted by time (the backtest's path)."""
@@ -57,9 +71,11 @@ class Series:
             return
         self.times.extend(times)
         self.values.extend(values)
-        sums = accumulate(values, initial=self.cums[-1])
-        next(sums)  # accumulate starts by repeating the initial value
-        self.cums.extend(sums)
+        if self.cums:
+            sums = accumulate(values, initial=self.cums[-1])
+            next(sums)  # accumulate starts by repeating the initial value
+            self.cums.extend(sums)
+        self.last_time, self.last_value = self.times[-1], self.values[-1]
 
     def _insert_late(self, time: float, value: float) -> None:
         # Late samples are rare (a delayed scrape); rebuilding the sums behind them is fine.
@@ -67,15 +83,15 @@ class Series:
         self.late += 1
         insort(self.times, time)
         self.values.insert(index, value)
-        base = self.cums[index]
-        self.cums[index + 1 :] = array("d", accumulate(self.values[index:], initial=base))[1:]
+        if self.cums:
+            base = self.cums[index]
+            self.cums[index + 1 :] = array("d", accumulate(self.values[index:], initial=base))[1:]
 
     def upto(self, time: float) -> int:
         """Number of samples with timestamp ≤ time (the end index of a (…, time] window)."""
-        times = self.times
-        if not times or times[-1] <= time:
-            return len(times)
-        return bisect_right(times, time)
+        if time >= self.last_time:
+            return len(self.times)
+        return bisect_right(self.times, time)
 
     def before(self, time: float) -> int:
         """Number of samples with timestamp < time."""
@@ -83,10 +99,10 @@ class Series:
 
     def latest(self, time: float, staleness: float) -> float | None:
         """The newest value in (time − staleness, time], or None when there is none."""
+        if time >= self.last_time:  # every live tick: the newest sample is the answer
+            return self.last_value if self.last_time > time - staleness else None
         times = self.times
-        end = len(times)
-        if end and times[end - 1] > time:  # `upto`, inlined: this runs for most rules every tick
-            end = bisect_right(times, time)
+        end = bisect_right(times, time)
         if end == 0 or times[end - 1] <= time - staleness:
             return None
         return self.values[end - 1]
@@ -97,9 +113,7 @@ class Series:
     def window(self, start_time: float, end_time: float) -> tuple[float, int]:
         """(sum, count) of samples in (start_time, end_time]."""
         times = self.times
-        end = len(times)
-        if end and times[end - 1] > end_time:
-            end = bisect_right(times, end_time)
+        end = len(times) if end_time >= self.last_time else bisect_right(times, end_time)
         start = bisect_right(times, start_time, 0, end)
         cums = self.cums
         return cums[end] - cums[start], end - start
@@ -120,6 +134,8 @@ class Series:
         self.values = self.values[count:]
         self.cums = self.cums[count:]
         self.dropped += count
+        if not self.times:
+            self.last_time, self.last_value = _NEVER, 0.0
 
 
 class RatioSeries(NamedTuple):

@@ -12,6 +12,13 @@ def parse_timestamp(text: str) -> float:
     RFC 3339 needs an explicit offset: a naive local time would silently shift a backtest.
     """
     text = text.strip()
+    if text[4:5] == "-":  # shaped like 2026-…: no number is, so skip a float() that would fail
+        try:
+            moment = datetime.fromisoformat(text)
+        except ValueError:
+            pass  # not a date after all: the checks below say what is wrong with it
+        else:
+            return _rfc3339(text, moment)
     try:
         value = float(text)
     except ValueError:
@@ -24,6 +31,10 @@ def parse_timestamp(text: str) -> float:
         moment = datetime.fromisoformat(text)
     except ValueError:
         raise ValueError(f"expected a timestamp (RFC 3339 or unix seconds), got {text!r}") from None
+    return _rfc3339(text, moment)
+
+
+def _rfc3339(text: str, moment: datetime) -> float:
     if moment.tzinfo is None:
         raise ValueError(f"timestamp {text!r} has no UTC offset (add Z or +00:00)")
     return moment.timestamp()

@@ -30,13 +30,13 @@ EXPECTED: dict[Emulated, dict[Intent, list[str]]] = {
         Intent.RESUME: ["set_traffic(50%)"],
         Intent.PROMOTE: ["set_traffic(100%)"],
     },
-    Emulated.APPCONFIG: {
-        Intent.ADVANCE: ["set_traffic(50%)"],
-        Intent.STEP_DOWN: ["set_traffic(50%)"],
+    Emulated.APPCONFIG: {  # the deployment strategy owns the percentage
+        Intent.ADVANCE: [],
+        Intent.STEP_DOWN: [],
         Intent.ROLLBACK: ["rollback(to 2.3.9)"],
         Intent.PAUSE: [],
-        Intent.RESUME: ["set_traffic(50%)"],
-        Intent.PROMOTE: ["set_traffic(100%)"],
+        Intent.RESUME: [],
+        Intent.PROMOTE: [],
     },
     Emulated.ARGOCD: {
         Intent.ADVANCE: [],
@@ -46,7 +46,15 @@ EXPECTED: dict[Emulated, dict[Intent, list[str]]] = {
         Intent.RESUME: ["resume"],
         Intent.PROMOTE: ["resume"],
     },
-    Emulated.ARGO_ROLLOUTS: {
+    Emulated.ARGO_ROLLOUTS: {  # weights move only through the Rollout's own canary steps
+        Intent.ADVANCE: [],
+        Intent.STEP_DOWN: ["pause"],
+        Intent.ROLLBACK: ["rollback(to 2.3.9)"],
+        Intent.PAUSE: ["pause"],
+        Intent.RESUME: ["resume"],
+        Intent.PROMOTE: ["resume"],
+    },
+    Emulated.GOOGLE_PLAY: {
         Intent.ADVANCE: ["set_traffic(50%)"],
         Intent.STEP_DOWN: ["set_traffic(50%)"],
         Intent.ROLLBACK: ["rollback(to 2.3.9)"],
@@ -80,8 +88,7 @@ EXPECTED: dict[Emulated, dict[Intent, list[str]]] = {
     },
 }
 EXPECTED[Emulated.UNLEASH] = EXPECTED[Emulated.LAUNCHDARKLY]
-EXPECTED[Emulated.GOOGLE_PLAY] = EXPECTED[Emulated.ARGO_ROLLOUTS]
-EXPECTED[Emulated.GENERIC] = EXPECTED[Emulated.ARGO_ROLLOUTS]  # can do everything
+EXPECTED[Emulated.GENERIC] = EXPECTED[Emulated.GOOGLE_PLAY]  # can do everything
 
 
 def view(emulates: Emulated, name: str = "t", overrides: dict[Intent, Op | None] | None = None) -> TargetView:

@@ -23,6 +23,19 @@ import httpx
 from pydantic import BaseModel, ValidationError
 from pydantic_core import ErrorDetails
 
+from adapters.actuators import (
+    app_store,
+    appconfig,
+    argo_rollouts,
+    argocd,
+    command,
+    google_play,
+    launchdarkly,
+    supabase_functions,
+    unleash,
+    vercel,
+    webhook,
+)
 from adapters.actuators.base import Actuator
 from adapters.actuators.sandbox import STATE_FILE, Sandbox, SandboxSettings, capabilities_for
 from adapters.errors import ConfigError
@@ -80,6 +93,25 @@ def _sandbox(name: str, settings: SandboxSettings, context: BuildContext) -> Act
 
 ACTUATORS: dict[str, TargetKind] = {
     "sandbox": Kind(SandboxSettings, _sandbox, capabilities_for),
+    "launchdarkly": Kind(
+        launchdarkly.LaunchDarklySettings, launchdarkly.build, launchdarkly.capabilities_for
+    ),
+    "unleash": Kind(unleash.UnleashSettings, unleash.build, unleash.capabilities_for),
+    "webhook": Kind(webhook.WebhookSettings, webhook.build, webhook.capabilities_for),
+    "command": Kind(command.CommandSettings, command.build, command.capabilities_for),
+    "vercel": Kind(vercel.VercelSettings, vercel.build, vercel.capabilities_for),
+    "supabase-functions": Kind(
+        supabase_functions.SupabaseFunctionsSettings,
+        supabase_functions.build,
+        supabase_functions.capabilities_for,
+    ),
+    "app-store": Kind(app_store.AppStoreSettings, app_store.build, app_store.capabilities_for),
+    "argocd": Kind(argocd.ArgoCDSettings, argocd.build, argocd.capabilities_for),
+    "argo-rollouts": Kind(
+        argo_rollouts.ArgoRolloutsSettings, argo_rollouts.build, argo_rollouts.capabilities_for
+    ),
+    "google-play": Kind(google_play.GooglePlaySettings, google_play.build, google_play.capabilities_for),
+    "appconfig": Kind(appconfig.AppConfigSettings, appconfig.build, appconfig.capabilities_for),
 }
 
 

@@ -84,15 +84,17 @@ EMULATED_CAPABILITIES = MappingProxyType(
         # Neither API restores an earlier flag version, so no rollback: "flag off" is the rollback.
         Emulated.LAUNCHDARKLY: _FLAG,
         Emulated.UNLEASH: _FLAG,
-        # A flag like the others, and StopDeployment with `Allow-Revert: true` reverts to the
-        # previous configuration version (within 72 h) — DESIGN's "previous variation".
-        Emulated.APPCONFIG: _FLAG | {Op.ROLLBACK},
+        # Flag on/off (a feature-flag profile), and a rollback to the previous configuration
+        # version (StopDeployment with Allow-Revert, or a new deployment of it); the deployment
+        # strategy owns the percentage, so no set_traffic (see adapters/actuators/appconfig.py).
+        Emulated.APPCONFIG: frozenset({Op.DISABLE, Op.ENABLE, Op.ROLLBACK}),
         # Rollback to a history id. Pause = auto-sync off, resume = auto-sync on (DESIGN's
         # "disable auto-sync"); no traffic, that is Argo Rollouts' job. Re-enabling auto-sync
         # re-deploys HEAD (argo-cd#9570), so resuming after a rollback undoes it.
         Emulated.ARGOCD: frozenset({Op.ROLLBACK, Op.PAUSE, Op.RESUME}),
-        # setWeight via canary steps, spec.paused, and abort + undo to the stable template.
-        Emulated.ARGO_ROLLOUTS: frozenset({Op.SET_TRAFFIC, Op.PAUSE, Op.RESUME, Op.ROLLBACK}),
+        # spec.paused and abort (back to stable); weights move only through the Rollout's own
+        # canary steps, so there is no set_traffic (see adapters/actuators/argo_rollouts.py).
+        Emulated.ARGO_ROLLOUTS: frozenset({Op.PAUSE, Op.RESUME, Op.ROLLBACK}),
         # Rolling-release stages and instant rollback; no pause endpoint.
         Emulated.VERCEL: frozenset({Op.SET_TRAFFIC, Op.ROLLBACK}),
         # No traffic split and no pause; rollback = redeploy the previous bundle.

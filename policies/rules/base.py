@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from enum import Enum
+from functools import cache
 from typing import NamedTuple, Protocol
 
 from policies.schema import Comparison, Policy
@@ -34,11 +35,15 @@ NO_READING: Reading = (None, None)
 def predicate(comparison: Comparison) -> Callable[[float], bool]:
     """`> 0.05` as the C-level bound method `(0.05).__lt__`: no Python frame per tick.
 
-    Same answers as `comparison.holds` (x > v is v < x), for floats and ints alike.
+    Same answers as `comparison.holds` (x > v is v < x), for floats and ints alike. One
+    object per distinct comparison, shared by every rollout's rule.
     """
-    limit = float(comparison.value)
-    flipped = {">": limit.__lt__, ">=": limit.__le__, "<": limit.__gt__, "<=": limit.__ge__}
-    return flipped[comparison.op]
+    return _flipped(comparison.op, float(comparison.value))
+
+
+@cache
+def _flipped(op: str, limit: float) -> Callable[[float], bool]:
+    return {">": limit.__lt__, ">=": limit.__le__, "<": limit.__gt__, "<=": limit.__ge__}[op]
 
 
 class Rule(Protocol):

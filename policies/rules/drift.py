@@ -74,8 +74,17 @@ class _DriftBase:
     def current_range(self, series: Series, time: float) -> tuple[int, int]:
         """Indices of samples in (time − window, time] that are not before the start."""
         end = series.upto(time)
-        begin = max(bisect_right(series.times, time - self.window, 0, end), series.before(self.start))
+        begin = bisect_right(series.times, time - self.window, 0, end)
+        if time - self.window < self.start:  # only then can the start cut the window
+            begin = max(begin, series.before(self.start))
         return begin, max(begin, end)
+
+    def current_window(self, series: Series, time: float) -> tuple[float, int]:
+        """(sum, count) of the samples `current_range` names."""
+        if time - self.window >= self.start:  # the usual case: a plain window query
+            return series.window(time - self.window, time)
+        begin, end = self.current_range(series, time)
+        return series.total(begin, end), end - begin
 
     def baseline_range(self, series: Series) -> tuple[int, int]:
         return series.before(self.start - self.baseline_window), series.before(self.start)
@@ -103,11 +112,10 @@ class RatioDrift(_DriftBase):
         if baseline is None:
             return None
         num, den = self.signal
-        (a, b), (c, d) = self.current_range(num, time), self.current_range(den, time)
-        if b == a or d == c:
+        (n1, num_count), (d1, den_count) = self.current_window(num, time), self.current_window(den, time)
+        if num_count == 0 or den_count == 0:
             return None
         n0, d0 = baseline
-        n1, d1 = num.total(a, b), den.total(c, d)
         if d0 <= 0 or n0 <= 0 or d1 <= 0 or d1 < self.min_samples:
             return None
         return n0, d0, n1, d1
@@ -152,10 +160,16 @@ class PlainDrift(_DriftBase):
         baseline = self.sorted_baseline
         assert baseline is not None
         series, ranks = self.series, self.ranks
-        first = max(self.ranked - series.dropped, series.before(self.start))
+        first = self.ranked - series.dropped  # below `end`: the caller checked
+        if first < 0 or series.times[first] < self.start:  # ranks begin at the rollout start
+            first = max(first, series.before(self.start))
+        size = len(baseline)
         for index in range(first, end):
             value = series.values[index]
-            below, upto = bisect_left(baseline, value), bisect_right(baseline, value)
+            below = bisect_left(baseline, value)
+            # Ties with the baseline are rare on continuous data: only then search again.
+            tied = below < size and baseline[below] == value
+            upto = bisect_right(baseline, value, below) if tied else below
             ranks.append(series.times[index], below + (upto - below) / 2)
         self.ranked = series.dropped + max(end, first)
 
@@ -183,7 +197,9 @@ class PlainDrift(_DriftBase):
 
     def read(self, time: float) -> Reading:
         stats = self.statistics(time)
-        if stats is None or stats[0] == 0:
+        # min_samples on a plain signal counts the current window's samples (it used to be
+        # silently ignored here, while the ratio drift honoured it).
+        if stats is None or stats[0] == 0 or stats[3] < self.policy.min_samples:
             return NO_READING
         mean0, mean1, z, _ = stats
         rel = mean1 / mean0 - 1
