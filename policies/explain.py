@@ -60,7 +60,7 @@ def _threshold(policy: ThresholdPolicy) -> str:
         text += f" (as a ratio: Σnum/Σden over {describe_duration(policy.window)}"
         if policy.confidence is not None:
             side = "upper" if policy.when.op in ("<", "<=") else "lower"
-            text += f", judged on its {side} {policy.confidence:.0%} confidence bound"
+            text += f", judged on its {side} {_confidence(policy.confidence)} confidence bound"
         text += ")"
         if policy.min_samples:
             text += f", once the denominator reaches {policy.min_samples:g}"
@@ -85,8 +85,13 @@ def _drift(policy: DriftPolicy) -> str:
         f"{policy.signal} over the last {describe_duration(policy.window)} {way} {more} "
         f"{policy.drift.value * 100:g}% against the {describe_duration(policy.baseline.window)} "
         f"before the rollout started{_sustained(policy)}, and the change is significant at "
-        f"{policy.confidence:.0%} confidence"
+        f"{_confidence(policy.confidence)} confidence"
     )
+
+
+def _confidence(level: float) -> str:
+    """0.95 → 95%, 0.99999 → 99.999% (`:.0%` rounded the latter to a misleading 100%)."""
+    return f"{level * 100:.10g}%"
 
 
 def condition(policy: Policy) -> str:

@@ -19,6 +19,7 @@ from typing import Any
 import pytest
 
 from controller.cli.main import run
+from policies.loader import load_pack
 
 TIDEGATE = str(Path(sys.executable).with_name("tidegate"))
 T0 = datetime(2026, 3, 1, 12, 0, tzinfo=UTC).timestamp()
@@ -440,12 +441,14 @@ def test_a_mitigation_alone_is_not_a_decision_change(
 def test_runbook_kpi_drift_waits_for_evidence_then_rolls_back(
     tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """10% conversion in the hour before the start, 8% after: −20% from the first minute,
-    but 80/1000 against 6000/60000 is z ≈ −2.1 (noise at 99%); 160/2000 a minute later is
-    z ≈ −2.9, past the one-sided 99% bound of 2.33."""
+    """10% conversion in the two hours before the start, 8% after: −20% from the first
+    minute, but the shipped pack wants one-sided z ≤ −4.26 (confidence 0.99999). Against
+    12000/120000, k+1 minutes of 80/1000 give z ≈ −2.1 (k=0), −4.15 (k=3), −4.64 (k=4):
+    both drift rules turn pending at 4 minutes; kpi-drift-1h (for 5m) breaches at 9 and
+    kpi-drift (for 10m) at 14."""
     monkeypatch.chdir(tmp_path)
     rows: list[tuple[float, str, float]] = []
-    for minute in range(-60, 6):
+    for minute in range(-120, 21):
         rate = 0.10 if minute < 0 else 0.08
         rows += [
             (60 * minute, "checkout_conversion:num", 1000 * rate),
@@ -459,11 +462,16 @@ def test_runbook_kpi_drift_waits_for_evidence_then_rolls_back(
     out = result.json
     assert out["decisions"] == [
         {"at": at(0), "decision": "advance", "policies": []},
-        {"at": at(60), "decision": "rollback", "policies": ["kpi-drift"]},
+        {"at": at(540), "decision": "rollback", "policies": ["kpi-drift-1h"]},
+        {"at": at(840), "decision": "rollback", "policies": ["kpi-drift", "kpi-drift-1h"]},
     ]
-    assert [(f["policy"], f["at"]) for f in out["firings"]] == [("kpi-drift", at(60))]
+    assert [(f["policy"], f["at"]) for f in out["firings"]] == [
+        ("kpi-drift-1h", at(540)),
+        ("kpi-drift", at(840)),
+    ]
     assert out["firings"][0]["value"] == pytest.approx(-0.2)
-    assert result.err.count("warning: ") == 9  # every other runbook rule is unbound
+    unbound = len(load_pack("library:runbook").policies) - 2
+    assert result.err.count("warning: ") == unbound  # every other runbook rule is unbound
 
 
 def test_several_packs_are_backtested_together(

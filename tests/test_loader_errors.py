@@ -15,6 +15,7 @@ from pathlib import Path
 import pytest
 
 from controller.cli.main import run
+from policies.loader import load_pack
 
 TIDEGATE = str(Path(sys.executable).with_name("tidegate"))
 
@@ -268,7 +269,8 @@ def test_the_shipped_runbook_and_a_valid_file_validate(
         policy("signal: queue_depth", "when: '>= 1000'", "for: 1h30m", "action: hold"), encoding="utf-8"
     )
     result = tidegate(capsys, monkeypatch, "policy", "validate", "library:runbook", "extra.yaml")
-    assert result == Result(0, "library:runbook: ok (10 policies)\nextra.yaml: ok (1 policies)\n", "")
+    shipped = len(load_pack("library:runbook").policies)
+    assert result == Result(0, f"library:runbook: ok ({shipped} policies)\nextra.yaml: ok (1 policies)\n", "")
 
 
 DESIGN_EXAMPLE = """\
@@ -314,7 +316,9 @@ def test_explain_prints_one_sentence_per_rule(
     result = tidegate(capsys, monkeypatch, "policy", "explain", "library:runbook")
     assert (result.code, result.err) == (0, "")
     lines = result.out.splitlines()
-    ids = [
+    pack = load_pack("library:runbook")
+    assert [line.split(":")[0] for line in lines] == [p.id for p in pack.policies]
+    design_table = {
         "error-rate",
         "high-severity-incidents",
         "kpi-drift",
@@ -325,14 +329,18 @@ def test_explain_prints_one_sentence_per_rule(
         "worker-backlog",
         "worker-oldest-pending",
         "lcp-p75",
-    ]
-    assert [line.split(":")[0] for line in lines] == ids
+    }
+    assert design_table <= {p.id for p in pack.policies}  # DESIGN.md's ids are a contract
     assert all(line.endswith(".") and line.count(". ") == 0 for line in lines)
     error_rate = lines[0]
-    assert "5%" in error_rate and "5 minutes" in error_rate and "50" in error_rate
+    floor = next(p for p in pack.policies if p.id == "error-rate").min_samples
+    assert "5%" in error_rate and "5 minutes" in error_rate and f"{floor:g}" in error_rate
     assert "roll back" in error_rate
-    assert "3" in lines[1] and "1 hour" in lines[1] and "severity=high" in lines[1]
-    assert "5%" in lines[2] and "99%" in lines[2]
+    by_id = {line.split(":")[0]: line for line in lines}
+    incidents = by_id["high-severity-incidents"]
+    assert "3" in incidents and "1 hour" in incidents and "severity=high" in incidents
+    confidence = next(p for p in pack.policies if p.id == "kpi-drift").confidence
+    assert "5%" in by_id["kpi-drift"] and f"{confidence * 100:g}%" in by_id["kpi-drift"]
 
 
 def test_explain_of_a_bad_pack_is_the_same_located_error(
@@ -372,4 +380,9 @@ def test_usage_errors_exit_2_without_a_traceback(args: list[str], tmp_path: Path
 
 def test_the_console_script_validates_the_shipped_pack(tmp_path: Path) -> None:
     done = script(tmp_path, "policy", "validate", "library:runbook")
-    assert (done.returncode, done.stdout, done.stderr) == (0, "library:runbook: ok (10 policies)\n", "")
+    shipped = len(load_pack("library:runbook").policies)
+    assert (done.returncode, done.stdout, done.stderr) == (
+        0,
+        f"library:runbook: ok ({shipped} policies)\n",
+        "",
+    )

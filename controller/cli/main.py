@@ -166,3 +166,7 @@ def run() -> None:
         _err(f"error: {exc}")
         sys.exit(EXIT_USAGE)
     sys.exit(code if isinstance(code, int) else EXIT_OK)
+
+
+if __name__ == "__main__":
+    run()
