@@ -16,6 +16,7 @@ from __future__ import annotations
 import datetime
 import email.utils
 import json
+import logging
 import math
 import random
 import re
@@ -34,6 +35,10 @@ DEFAULT_TIMEOUT = httpx.Timeout(10.0, connect=5.0)
 _RESET_HEADERS = ("x-ratelimit-reset", "x-rate-limit-reset", "ratelimit-reset")
 _SECONDS = re.compile(r"[0-9]+(\.[0-9]*)?|\.[0-9]+", re.ASCII)  # not str.isdigit: it accepts "²"
 _MESSAGE_LIMIT = 300  # characters of the vendor's own message kept in an error
+# The HTTP libraries' own loggers: at DEBUG, httpcore logs response headers as received, and a
+# vendor that echoes the credential back (in a header or a body) would put it in the log.
+_HTTP_LIBRARIES = ("httpx", "httpcore")
+_HTTP_LOGGERS = ("httpx", "httpcore.connection", "httpcore.http11", "httpcore.http2", "httpcore.proxy")
 
 
 @dataclass(frozen=True)
@@ -45,6 +50,44 @@ class RetryPolicy:
 
 
 Classifier = Callable[[httpx.Response, str], ActuatorError | None]
+
+
+class _Redact(logging.Filter):
+    """Scrubs every secret a `VendorHttp` was given from httpx / httpcore log records."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.secrets: list[str] = []  # longest first
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        text = record.getMessage()
+        if any(secret in text for secret in self.secrets):
+            for secret in self.secrets:
+                text = text.replace(secret, "***")
+            record.msg, record.args = text, None
+        return True
+
+
+_REDACT = _Redact()
+
+
+def redact_http_logs(secrets: Iterable[str]) -> None:
+    """From now on, these values are `***` in every httpx / httpcore log record.
+
+    A logger's filters see only records logged on that very logger, not its children's, so the
+    filter goes on each library logger by name (created here if the library has not yet).
+    """
+    known = set(_REDACT.secrets)
+    fresh = {s for s in secrets if s and s.strip()} - known
+    if fresh:
+        _REDACT.secrets = sorted(known | fresh, key=len, reverse=True)
+    names = set(_HTTP_LOGGERS) | {
+        name for name in logging.Logger.manager.loggerDict if name.split(".")[0] in _HTTP_LIBRARIES
+    }
+    for name in names:
+        logger = logging.getLogger(name)
+        if _REDACT not in logger.filters:
+            logger.addFilter(_REDACT)
 
 
 class VendorHttp:
@@ -68,6 +111,7 @@ class VendorHttp:
         self.headers = dict(headers or {})
         # Longest first: a secret that contains another must not be half-redacted by it.
         self.secrets = sorted({s for s in secrets if s}, key=len, reverse=True)
+        redact_http_logs(self.secrets)
         self.retry = retry or RetryPolicy()
         self.classify = classify
         self.sleep = sleep

@@ -157,7 +157,7 @@ def test_rollback_prefers_a_real_rollback_over_flag_off() -> None:
 def test_on_overrides_replace_the_default(intent: Intent, op: Op | None, expected: list[str]) -> None:
     (target,) = plan(intent, 50, "2.3.9", [view(Emulated.GENERIC, overrides={intent: op})]).targets
     assert told(target) == expected
-    assert target.note == ("nothing (on: override)" if op is None else "on: override")
+    assert target.note == ("on: override: none" if op is None else "on: override")
 
 
 def test_an_override_for_one_intent_leaves_the_others_alone() -> None:

@@ -42,8 +42,8 @@ deployment — what `vercel rolling-release abort` does). So:
   for exact steps. When no stage fits in between, the release stays where it is (AlreadyDone,
   the detail names the stages).
 - N = 0: abort (instant rollback to the release's current deployment).
-- 0 < N below it: Refused — a stage cannot be undone; stepping down escalates to a rollback
-  in the rollout machine, or a human aborts.
+- 0 < N below it: Refused — a stage cannot be undone; like every refusal it fails the
+  rollout and pages a human, who rolls back or aborts.
 - No rolling release in progress: 100 is AlreadyDone (production serves everything), any
   other N is Refused (Vercel starts a release only when a production deployment is created).
 

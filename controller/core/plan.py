@@ -65,7 +65,7 @@ def _for_target(intent: Intent, traffic: int | None, previous: str, target: Targ
     if intent in target.overrides:
         op = target.overrides[intent]
         if op is None:
-            return TargetPlan(target.name, (), note="nothing (on: override)")
+            return TargetPlan(target.name, (), note="on: override: none")
         return TargetPlan(target.name, (_operation(target.name, op, traffic, previous),), note="on: override")
     return _DEFAULTS[intent](target, traffic, previous)
 
