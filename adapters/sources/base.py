@@ -1,0 +1,53 @@
+"""The signal-source Protocol: read the samples (or events) of named signals for a time range.
+
+A source is bound to signal names in rollout.yaml; the runtime asks it for what arrived in
+(start, end] each tick (incrementally) and feeds the evaluator. A failure, a timeout or an
+empty answer is "no value" for that read — never a fabricated zero: the source raises
+`SignalError` (or returns no samples) and the rule's `on_no_data` decides.
+
+Columns use the backtest's spelling: `latency_p95` for a plain signal, `error_rate:num` and
+`error_rate:den` for the two counters of a ratio signal.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Protocol
+
+from policies.series import Event
+
+Columns = dict[str, tuple[list[float], list[float]]]  # column → (times, values), time-ordered
+
+
+@dataclass(frozen=True)
+class ReadResult:
+    columns: Columns = field(default_factory=dict)
+    events: list[Event] = field(default_factory=list)
+    queries: int = 0  # requests issued for this read (for `signals check` and benchmarks)
+    bytes_read: int = 0
+
+
+class Source(Protocol):
+    @property
+    def name(self) -> str: ...
+
+    def columns(self) -> list[str]:
+        """The columns (and event streams) this source provides, by signal name."""
+        ...
+
+    def read(self, start: float, end: float) -> ReadResult:
+        """Everything with a timestamp in (start, end]. Raises adapters.errors.SignalError."""
+        ...
+
+
+def merge(results: Mapping[str, ReadResult]) -> ReadResult:
+    """Several sources' reads as one (each column comes from exactly one source)."""
+    columns: Columns = {}
+    events: list[Event] = []
+    for result in results.values():
+        columns.update(result.columns)
+        events.extend(result.events)
+    events.sort(key=lambda e: e.time)
+    queries = sum(r.queries for r in results.values())
+    return ReadResult(columns, events, queries, sum(r.bytes_read for r in results.values()))
