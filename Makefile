@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install demo test lint typecheck unit bench tools unleash clean lock
+.PHONY: install demo test lint typecheck unit bench tools unleash services clean lock
 
 install: $(STAMP)
 
@@ -29,6 +29,13 @@ $(UNLEASH_INSTALLED): tests/unleash/package-lock.json
 	@command -v npm >/dev/null 2>&1 || { echo "npm not found: the Unleash tests skip (and fail with CI=true)"; exit 0; }; \
 	npm ci --prefix tests/unleash --ignore-scripts --no-audit --no-fund --loglevel=error
 
+# The store and source tests use the machine's PostgreSQL (127.0.0.1:5432, db test); start it
+# when it is down, as the machine's own start-up would.
+services:
+	@pg_isready -q -h 127.0.0.1 -p 5432 2>/dev/null || { \
+	  echo "starting PostgreSQL"; \
+	  pg_ctlcluster --skip-systemctl-redirect $$(ls /etc/postgresql) main start; }
+
 demo: install
 	$(BIN)/tidegate demo
 
@@ -40,7 +47,7 @@ lint: install
 typecheck: install
 	$(BIN)/mypy --strict controller policies adapters
 
-unit: install tools unleash
+unit: install tools unleash services
 	$(BIN)/pytest -n 2 -q
 
 test: lint typecheck unit
