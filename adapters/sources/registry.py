@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 import httpx
 
 from adapters.errors import ConfigError
+from adapters.sources import cloudwatch, opsgenie, pagerduty, prometheus, sentry, sql
 from adapters.sources.base import Source
 
 
@@ -29,7 +30,14 @@ class SourceContext:
 
 SourceBuilder = Callable[[str, Mapping[str, object], SourceContext], Source]
 
-SOURCES: dict[str, SourceBuilder] = {}
+SOURCES: dict[str, SourceBuilder] = {
+    "prometheus": prometheus.build,
+    "cloudwatch": cloudwatch.build,
+    "sql": sql.build,
+    "pagerduty": pagerduty.build,
+    "sentry": sentry.build,
+    "opsgenie": opsgenie.build,
+}
 
 
 def build_source(kind: str, name: str, settings: Mapping[str, object], context: SourceContext) -> Source:
