@@ -187,8 +187,9 @@ def _literal_choices(error: Any) -> str:
 
 
 def _strip_union_tags(loc: tuple[Any, ...]) -> tuple[str | int, ...]:
-    # pydantic inserts the member model's name into the path of union errors.
-    return tuple(part for part in loc if not (isinstance(part, str) and part.endswith("Policy")))
+    # pydantic inserts the member model's name (a CamelCase class name, or a tag spelled
+    # like one) into the path of union errors; our field names never start upper-case.
+    return tuple(part for part in loc if not (isinstance(part, str) and part[:1].isupper()))
 
 
 def _field_names(model: type[BaseModel], loc: Iterable[Any]) -> list[str]:
