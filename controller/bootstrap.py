@@ -8,20 +8,24 @@ from __future__ import annotations
 
 import os
 import secrets
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
 from adapters.actuators.base import Actuator
 from adapters.actuators.registry import build_actuator
+from adapters.sources.base import Source
+from adapters.sources.registry import SourceContext, build_source
 from adapters.sources.replay import ReplayData, read_replay
 from controller.backtest import bound_kinds
 from controller.core.model import RolloutId
 from controller.runtime import LOWERING_TRIGGERS, LiveRollout
-from controller.spec import RolloutSpec, target_views
+from controller.spec import LiveSource, ReplaySource, RolloutSpec, target_views
 from controller.store.base import RolloutRecord, Store
+from policies.errors import TidegateError
 from policies.evaluator import Evaluator
 from policies.loader import load_packs
-from policies.schema import CountPolicy, Policy
+from policies.schema import CountPolicy, DriftPolicy, Policy, ThresholdPolicy
 from policies.timestamps import parse_timestamp
 
 DEFAULT_STATE = ".tidegate/state.db"
@@ -54,6 +58,8 @@ def read_signals(spec: RolloutSpec, data: ReplayData | None = None) -> Signals:
     starts: list[float] = []
     events_given = data is not None and bool(data.events)
     for source in spec.sources:
+        if not isinstance(source, ReplaySource):
+            continue  # live sources are read as the rollout runs (read_history, driver)
         part = read_replay(source.data, source.events)
         merged.columns.update(part.columns)
         merged.events.extend(part.events)
@@ -112,3 +118,67 @@ def live_rollout(
         targets=target_views(spec),
         actuators=build_actuators(spec, record.id, base),
     )
+
+
+def live_sources(spec: RolloutSpec, env: Mapping[str, str] | None = None) -> list[Source]:
+    """The rollout's live sources, built with secrets from `env` (default: the process's)."""
+    context = SourceContext(env=os.environ if env is None else env)
+    return [
+        build_source(s.kind, s.name, s.settings, context) for s in spec.sources if isinstance(s, LiveSource)
+    ]
+
+
+def lookback(policies: list[Policy]) -> float:
+    """How much history a fresh evaluator needs: the longest window, baseline or staleness."""
+    longest = 0.0
+    for policy in policies:
+        if isinstance(policy, DriftPolicy):
+            longest = max(longest, policy.baseline.window + policy.window)
+        elif isinstance(policy, CountPolicy):
+            longest = max(longest, policy.within)
+        else:
+            longest = max(longest, policy.window, policy.staleness)
+    return longest
+
+
+def read_history(
+    sources: list[Source], start: float, end: float, policies: list[Policy]
+) -> tuple[Signals, list[str]]:
+    """Everything the live sources hold in (start, end], as the evaluator's starting data.
+
+    A source that fails gives no data (never zeros) and its error is returned for display;
+    the signals it serves stay bound, so their rules see "no value" rather than vanishing."""
+    data, errors = ReplayData(), []
+    ratios = {p.signal for p in policies if _reads_a_ratio(p)}
+    for source in sources:
+        try:
+            result = source.read(start, end)
+        except TidegateError as exc:
+            errors.append(f"{source.name}: {exc}")
+            result = None
+        if result is not None:
+            for column, (times, values) in result.columns.items():
+                data.columns[column] = (list(times), list(values))
+            data.events.extend(result.events)
+        for column in source.columns():
+            _bind_empty(data, column, column in ratios)
+    data.events.sort(key=lambda e: e.time)
+    return Signals(data, end, end, events_given=False), errors
+
+
+def _reads_a_ratio(policy: Policy) -> bool:
+    if isinstance(policy, ThresholdPolicy):
+        return bool({"window", "min_samples", "confidence"} & policy.model_fields_set)
+    return isinstance(policy, DriftPolicy) and "min_samples" in policy.model_fields_set
+
+
+def _bind_empty(data: ReplayData, column: str, ratio: bool) -> None:
+    """Bind a signal a source serves before its first sample (ratios as their two counters)."""
+    name = column.partition(":")[0]
+    if column in data.columns or f"{name}:num" in data.columns:
+        return
+    if ratio or column != name:
+        data.columns.setdefault(f"{name}:num", ([], []))
+        data.columns.setdefault(f"{name}:den", ([], []))
+    else:
+        data.columns[column] = ([], [])

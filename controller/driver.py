@@ -9,12 +9,16 @@ them exactly — and carries on from the next tick.
 from __future__ import annotations
 
 import math
+import time
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from enum import Enum
 
+from adapters.sources.base import Source
 from controller.core.decide import Decision, decide
 from controller.core.model import State
 from controller.runtime import LiveRollout, Reconciler
+from policies.errors import TidegateError
 
 EXIT_HEALTHY, EXIT_LOWERED, EXIT_USAGE, EXIT_INCONCLUSIVE = 0, 1, 2, 3
 
@@ -31,7 +35,7 @@ class Outcome:
 
 
 def first_tick(rollout: LiveRollout, start: float, interval: float) -> int:
-    if rollout.status.state is State.PENDING and rollout.status.seq == 0:
+    if rollout.status.seq == 0:  # nothing happened yet (a new run, or a gate watching)
         return 0
     return math.floor((rollout.status.since - start) / interval + 1e-9) + 1
 
@@ -77,3 +81,55 @@ def outcome(rollout: LiveRollout, mode: Mode) -> Outcome:
     if mode is Mode.GATE:
         return Outcome(EXIT_HEALTHY, f"healthy for the whole watch at {rollout.status.traffic}%")
     return Outcome(EXIT_INCONCLUSIVE, f"signals ended while {state.value} at {rollout.status.traffic}%")
+
+
+def drive_live(
+    reconciler: Reconciler,
+    rollout: LiveRollout,
+    sources: Sequence[Source],
+    *,
+    start: float,
+    interval: float,
+    until: float,
+    mode: Mode,
+    read_until: float,
+    clock: Callable[[], float] = time.time,
+    sleep: Callable[[float], None] = time.sleep,
+) -> Outcome:
+    """The wall-clock loop: at each tick, read only what arrived since the last read, feed
+    the evaluator, then step. A source that fails gives no data for that tick (its rules
+    see no value; `on_no_data` decides), never a fabricated zero, and is reported."""
+    resume_at = first_tick(rollout, start, interval)
+    for k in range(resume_at):  # rebuild rule streaks from the history already loaded
+        rollout.last_states = rollout.evaluator.tick(start + k * interval)
+        rollout.last_verdict = decide(rollout.last_states)
+    last_read, k = read_until, resume_at
+    while (now := start + k * interval) <= until:
+        if (delay := now - clock()) > 0:
+            sleep(delay)
+        if now > last_read:
+            gather(reconciler, rollout, sources, last_read, now)
+            last_read = now
+        reconciler.step(rollout, now, watch_only=mode is Mode.GATE)
+        state = rollout.status.state
+        if state.terminal or state is State.FAILED or (reconciler.dry_run and state is State.ROLLING_BACK):
+            break
+        k += 1
+    return outcome(rollout, mode)
+
+
+def gather(
+    reconciler: Reconciler, rollout: LiveRollout, sources: Sequence[Source], start: float, end: float
+) -> None:
+    """Read (start, end] from every source into the rollout's evaluator."""
+    evaluator = rollout.evaluator
+    for source in sources:
+        try:
+            result = source.read(start, end)
+        except TidegateError as exc:
+            reconciler.note(rollout, end, "source", f"{source.name}: no data this tick: {exc}")
+            continue
+        for column, (times, values) in result.columns.items():
+            evaluator.load(column, times, values)
+        for event in result.events:
+            evaluator.observe_event(event)

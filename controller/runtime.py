@@ -347,6 +347,10 @@ class Reconciler:
             drafts.append(AuditDraft(now, actor, "page", rollout.id, {"reason": move.after.reason}))
         return drafts
 
+    def note(self, rollout: LiveRollout, at: float, kind: str, text: str) -> None:
+        """Tell the observer something that is not a decision (a source without data)."""
+        self._emit(at, kind, rollout, text)
+
     def _emit(self, at: float, kind: str, rollout: LiveRollout, text: str) -> None:
         log.info(text, extra={"rollout": rollout.id, "kind": kind})
         self.observer(Event(at, kind, rollout.id, text))

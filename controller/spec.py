@@ -14,13 +14,16 @@ from pydantic import (
     BaseModel,
     BeforeValidator,
     ConfigDict,
+    Discriminator,
     Field,
+    Tag,
     field_validator,
     model_validator,
 )
 
 from adapters.actuators.registry import ACTUATORS, capabilities_of
-from adapters.errors import ConfigError
+from adapters.errors import AuthFailed, ConfigError
+from adapters.sources.registry import SourceContext, build_source
 from controller.core.machine import Shape
 from controller.core.model import Step
 from controller.core.plan import Intent, TargetView
@@ -106,6 +109,26 @@ class ReplaySource(_Strict):
         return self
 
 
+class LiveSource(_Strict):
+    """A source read as the rollout runs (prometheus, sql, cloudwatch, pagerduty, …); its
+    settings are the kind's own, validated by adapters.sources.registry when the file loads."""
+
+    kind: str
+    name: PolicyId
+    settings: dict[str, Any] = Field(default_factory=dict)
+
+
+def _source_kind(value: Any) -> str:
+    kind = value.get("kind") if isinstance(value, dict) else getattr(value, "kind", None)
+    return "ReplaySource" if kind == "replay" else "LiveSource"
+
+
+SourceSpec = Annotated[
+    Annotated[ReplaySource, Tag("ReplaySource")] | Annotated[LiveSource, Tag("LiveSource")],
+    Discriminator(_source_kind),
+]
+
+
 class RolloutSpec(_Strict):
     api_version: Literal["tidegate/v1"] = Field(alias="apiVersion")
     kind: Literal["Rollout"]
@@ -120,7 +143,7 @@ class RolloutSpec(_Strict):
     )
     interval: Annotated[Duration | None, Field(gt=0)] = None
     policies: Annotated[tuple[str, ...], NonEmpty]
-    sources: tuple[ReplaySource, ...] = ()
+    sources: tuple[SourceSpec, ...] = ()
     targets: Annotated[tuple[TargetSpec, ...], NonEmpty]
 
     # Field validators, not one model validator: their errors point at the field's line.
@@ -184,13 +207,31 @@ def load_rollout(path: str) -> RolloutSpec:
             "policies": tuple(_resolve(base, p) for p in spec.policies),
             "sources": tuple(
                 s.model_copy(update={"data": _maybe(base, s.data), "events": _maybe(base, s.events)})
+                if isinstance(s, ReplaySource)
+                else s
                 for s in spec.sources
             ),
         }
     )
     for index, target in enumerate(spec.targets):
         _check_target(located_error=located.error, index=index, target=target)
+    for index, source in enumerate(spec.sources):
+        if isinstance(source, LiveSource):
+            _check_source(located.error, index, source)
     return spec
+
+
+def _check_source(located_error: Any, index: int, source: LiveSource) -> None:
+    """Build the source once, offline, so a wrong kind or setting is a FILE:LINE error now."""
+    try:
+        build_source(source.kind, source.name, source.settings, SourceContext(env={}))
+    except AuthFailed:
+        return  # a missing credential is reported when the source is used
+    except TidegateError as exc:
+        path: tuple[str | int, ...] = ("sources", index, "kind")
+        if isinstance(exc, ConfigError) and "unknown source kind" not in str(exc):
+            path = ("sources", index, "settings", *exc.path)
+        raise located_error(path, f"sources[{index}]: {exc}") from None
 
 
 def _check_target(located_error: Any, index: int, target: TargetSpec) -> None:

@@ -8,7 +8,10 @@ from __future__ import annotations
 
 import getpass
 import json
+import math
 import os
+import sys
+import time
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Annotated, TextIO
@@ -21,8 +24,11 @@ from controller.bootstrap import (
     Signals,
     build_evaluator,
     live_rollout,
+    live_sources,
+    lookback,
     new_rollout_id,
     policies_of,
+    read_history,
     read_signals,
     state_dir,
     was_lowered,
@@ -30,7 +36,7 @@ from controller.bootstrap import (
 from controller.cli.view import observer_for
 from controller.core.model import RolloutId, RolloutStatus, State
 from controller.core.plan import Intent, plan
-from controller.driver import Mode, Outcome, drive
+from controller.driver import Mode, Outcome, drive, drive_live
 from controller.runtime import AUTOMATIC, LiveRollout, Reconciler
 from controller.spec import RolloutSpec, load_rollout, spec_from_json, target_views
 from controller.store import open_store
@@ -132,11 +138,22 @@ def _drive(
     echo: TextIO | None = None,
 ) -> int:
     policies, interval = policies_of(spec)
-    signals = signals or read_signals(spec)
+    sources = live_sources(spec) if signals is None else []
     store = open_store(state)
     try:
         record = None if (dry_run or mode is Mode.GATE) else _unfinished(store, spec.name)
         lowered = record is not None and was_lowered(store, record.id)
+        if sources:
+            # Live: the rollout starts now (or when the unfinished one started); its evaluator
+            # starts from the history the rules need, then each tick reads what is new.
+            now = time.time()
+            start = record.created_at if record is not None else now
+            signals, errors = read_history(sources, start - lookback(policies), now, policies)
+            signals = Signals(signals.data, start, now, signals.events_given)
+            for error in errors:
+                print(f"warning: {error}", file=sys.stderr)
+        else:
+            signals = signals or read_signals(spec)
         if record is None:
             record = _new_record(spec, mode, signals.start)
             if not dry_run:
@@ -144,8 +161,23 @@ def _drive(
         evaluator = build_evaluator(policies, signals)
         rollout = live_rollout(record, spec, evaluator, state_dir(), lowered=lowered)
         reconciler = Reconciler(store, observer_for(echo), dry_run=dry_run)
-        until = min(signals.start + watch, signals.end) if watch is not None else signals.end
-        result = drive(reconciler, rollout, start=signals.start, interval=interval, until=until, mode=mode)
+        if sources:
+            until = signals.start + watch if watch is not None else math.inf
+            result = drive_live(
+                reconciler,
+                rollout,
+                sources,
+                start=signals.start,
+                interval=interval,
+                until=until,
+                mode=mode,
+                read_until=signals.end,
+            )
+        else:
+            until = min(signals.start + watch, signals.end) if watch is not None else signals.end
+            result = drive(
+                reconciler, rollout, start=signals.start, interval=interval, until=until, mode=mode
+            )
         _report(rollout, result, mode, as_json=as_json, dry_run=dry_run)
         return result.code
     finally:
