@@ -127,3 +127,20 @@ def test_signals_check_names_a_missing_credential_and_fails(tmp_path: Path) -> N
     assert done.returncode == 1
     error = json.loads(done.stdout)["sources"][0]["error"]
     assert "TIDEGATE_TEST_DSN" in error
+
+
+def test_backtest_from_source_reads_the_bound_history(tmp_path: Path) -> None:
+    (tmp_path / "pack.yaml").write_text(PACK)
+    (tmp_path / "rollout.yaml").write_text(ROLLOUT.format(errors=30))
+    env = {**os.environ, "TIDEGATE_TEST_DSN": DSN}
+    done = subprocess.run(
+        [TIDEGATE, "backtest", "-p", "pack.yaml", "--from-source", "rollout.yaml", "--since", "1h", "--json"],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert done.returncode == 1, done.stderr  # a health query reads the present: 30/100 now
+    assert [f["policy"] for f in json.loads(done.stdout)["firings"]] == ["error-rate"]

@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import json
 import sys
+import time
 from typing import Annotated
 
 import click
 import typer
 
-from adapters.sources.replay import read_replay
+from adapters.sources.replay import ReplayData, read_replay
 from controller.backtest import run_backtest
 from controller.cli.rollouts import register as register_rollout_commands
 from controller.cli.signals import register as register_signal_commands
@@ -19,6 +20,7 @@ from policies.durations import parse_duration
 from policies.errors import TidegateError
 from policies.explain import explain_pack
 from policies.loader import load_packs
+from policies.schema import Policy
 from policies.timestamps import format_timestamp, parse_timestamp
 
 app = typer.Typer(
@@ -71,17 +73,25 @@ def backtest(
     interval: Annotated[str | None, typer.Option(help="Tick interval (default: the pack's).")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="One JSON object on stdout.")] = False,
     strict: Annotated[bool, typer.Option(help="Unbound signals are an error.")] = False,
+    from_source: Annotated[
+        str | None, typer.Option("--from-source", help="rollout.yaml whose live sources to read.")
+    ] = None,
+    since: Annotated[str, typer.Option(help="With --from-source: how much history, e.g. 7d.")] = "1d",
 ) -> None:
     """Replay recorded signals through the policies; exit 1 if any tick stepped down or rolled back."""
-    if data is None and events is None:
-        raise click.UsageError("give --data and/or --events")
+    if data is None and events is None and from_source is None:
+        raise click.UsageError("give --data and/or --events, or --from-source rollout.yaml")
     packs = load_packs(policy)
     policies = [p for pack in packs for p in pack.policies]
     tick = _duration_option("--interval", interval) if interval else packs[0].interval
     begin = _timestamp_option("--start", start) if start else None
-    result = run_backtest(
-        policies, read_replay(data, events), start=begin, interval=tick, events_given=events is not None
-    )
+    if from_source is not None:
+        recorded, events_given = _history_from_sources(
+            from_source, _duration_option("--since", since), policies
+        )
+    else:
+        recorded, events_given = read_replay(data, events), events is not None
+    result = run_backtest(policies, recorded, start=begin, interval=tick, events_given=events_given)
     for policy_ in result.unbound:
         message = f"policy {policy_.id!r}: signal {policy_.signal!r} does not appear in the data"
         if strict:
@@ -93,6 +103,18 @@ def backtest(
         for line in render_timeline(result, ", ".join(policy)):
             print(line)
     raise typer.Exit(EXIT_LOWERED if result.lowered_traffic else EXIT_OK)
+
+
+def _history_from_sources(rollout: str, since: float, policies: list[Policy]) -> tuple[ReplayData, bool]:
+    """The bound signals' history from the rollout's live sources (a failing one is warned)."""
+    from controller.bootstrap import live_sources, read_history
+    from controller.spec import load_rollout
+
+    now = time.time()
+    signals, errors = read_history(live_sources(load_rollout(rollout)), now - since, now, policies)
+    for error in errors:
+        _err(f"warning: {error}")
+    return signals.data, bool(signals.data.events)
 
 
 def _duration_option(name: str, text: str) -> float:
