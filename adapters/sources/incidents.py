@@ -149,3 +149,45 @@ class Caller:
 
     def too_many_pages(self, what: str) -> SignalError:
         return SignalError(f"{self.where}: {what}: more than {MAX_PAGES} pages; narrow the query")
+
+
+class IncidentSource:
+    """What the pull sources share: a name, one event stream, and a Caller that carries the
+    vendor's auth header. Subclasses set `kind` and `default_base_url` and implement read()."""
+
+    kind = ""
+    default_base_url = ""
+
+    def __init__(
+        self,
+        name: str,
+        settings: IncidentSettings,
+        client: httpx.Client,
+        env: Mapping[str, str],
+        *,
+        authorization: Callable[[str], str],
+        headers: Mapping[str, str] | None = None,
+        sleep: Callable[[float], None] = time.sleep,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self._name = name
+        self._signal = settings.signal
+        self.caller = Caller(
+            source=name,
+            kind=self.kind,
+            client=client,
+            base_url=settings.base_url or self.default_base_url,
+            env=env,
+            token_env=settings.token_env,
+            authorization=authorization,
+            headers=headers,
+            sleep=sleep,
+            clock=clock,
+        )
+
+    @property
+    def name(self) -> str:
+        return self._name
+
+    def columns(self) -> list[str]:
+        return [self._signal]

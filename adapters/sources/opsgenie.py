@@ -28,8 +28,8 @@ from adapters.sources.base import ReadResult
 from adapters.sources.incidents import (
     MAX_PAGES,
     PAGE_LIMIT,
-    Caller,
     IncidentSettings,
+    IncidentSource,
     in_window,
     severity_of,
     timestamp,
@@ -61,8 +61,9 @@ def alert_event(raw: Mapping[str, Any], signal: str, severity: Mapping[str, str]
     return Event(timestamp(raw["createdAt"], "createdAt"), signal, str(ident), fields)
 
 
-class OpsgenieSource:
+class OpsgenieSource(IncidentSource):
     kind = "opsgenie"
+    default_base_url = BASE_URL
 
     def __init__(
         self,
@@ -74,26 +75,16 @@ class OpsgenieSource:
         sleep: Callable[[float], None] = time.sleep,
         clock: Callable[[], float] = time.time,
     ) -> None:
-        self._name = name
-        self.settings = settings
-        self.caller = Caller(
-            source=name,
-            kind=self.kind,
-            client=client,
-            base_url=settings.base_url or BASE_URL,
-            env=env,
-            token_env=settings.token_env,
+        super().__init__(
+            name,
+            settings,
+            client,
+            env,
             authorization=lambda token: f"GenieKey {token}",
             sleep=sleep,
             clock=clock,
         )
-
-    @property
-    def name(self) -> str:
-        return self._name
-
-    def columns(self) -> list[str]:
-        return [self.settings.signal]
+        self.settings = settings
 
     def read(self, start: float, end: float) -> ReadResult:
         # Opsgenie's search compares createdAt in epoch milliseconds.

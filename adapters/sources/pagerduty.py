@@ -27,8 +27,8 @@ from adapters.sources.base import ReadResult
 from adapters.sources.incidents import (
     MAX_PAGES,
     PAGE_LIMIT,
-    Caller,
     IncidentSettings,
+    IncidentSource,
     in_window,
     severity_of,
     timestamp,
@@ -69,8 +69,9 @@ def incident_event(raw: Mapping[str, Any], signal: str, settings: PagerDutySetti
     return Event(timestamp(raw["created_at"], "created_at"), signal, str(raw["id"]), fields)
 
 
-class PagerDutySource:
+class PagerDutySource(IncidentSource):
     kind = "pagerduty"
+    default_base_url = BASE_URL
 
     def __init__(
         self,
@@ -82,27 +83,17 @@ class PagerDutySource:
         sleep: Callable[[float], None] = time.sleep,
         clock: Callable[[], float] = time.time,
     ) -> None:
-        self._name = name
-        self.settings = settings
-        self.caller = Caller(
-            source=name,
-            kind=self.kind,
-            client=client,
-            base_url=settings.base_url or BASE_URL,
-            env=env,
-            token_env=settings.token_env,
+        super().__init__(
+            name,
+            settings,
+            client,
+            env,
             authorization=lambda token: f"Token token={token}",
             headers={"Accept": ACCEPT},
             sleep=sleep,
             clock=clock,
         )
-
-    @property
-    def name(self) -> str:
-        return self._name
-
-    def columns(self) -> list[str]:
-        return [self.settings.signal]
+        self.settings = settings
 
     def read(self, start: float, end: float) -> ReadResult:
         base: list[tuple[str, str]] = [

@@ -30,8 +30,8 @@ from adapters.sources.base import ReadResult
 from adapters.sources.incidents import (
     MAX_PAGES,
     PAGE_LIMIT,
-    Caller,
     IncidentSettings,
+    IncidentSource,
     in_window,
     severity_of,
     timestamp,
@@ -78,8 +78,9 @@ def next_cursor(link: str) -> str | None:
     return None
 
 
-class SentrySource:
+class SentrySource(IncidentSource):
     kind = "sentry"
+    default_base_url = BASE_URL
 
     def __init__(
         self,
@@ -91,26 +92,16 @@ class SentrySource:
         sleep: Callable[[float], None] = time.sleep,
         clock: Callable[[], float] = time.time,
     ) -> None:
-        self._name = name
-        self.settings = settings
-        self.caller = Caller(
-            source=name,
-            kind=self.kind,
-            client=client,
-            base_url=settings.base_url or BASE_URL,
-            env=env,
-            token_env=settings.token_env,
+        super().__init__(
+            name,
+            settings,
+            client,
+            env,
             authorization=lambda token: f"Bearer {token}",
             sleep=sleep,
             clock=clock,
         )
-
-    @property
-    def name(self) -> str:
-        return self._name
-
-    def columns(self) -> list[str]:
-        return [self.settings.signal]
+        self.settings = settings
 
     def read(self, start: float, end: float) -> ReadResult:
         path = f"/api/0/organizations/{self.settings.organization}/issues/"
