@@ -16,7 +16,7 @@ from policies.rules.base import Rule, RuleState, Status, Streak
 from policies.rules.count import EventCount, EventStream
 from policies.rules.drift import PlainDrift, RatioDrift
 from policies.rules.threshold import PlainThreshold, RatioThreshold
-from policies.schema import CountPolicy, DriftPolicy, Policy, ThresholdPolicy
+from policies.schema import CountPolicy, Policy, ThresholdPolicy
 from policies.series import Event, RatioSeries, Series
 
 _FORGET_EVERY = 32  # ticks between forgetting old samples; amortises the bookkeeping
@@ -166,9 +166,3 @@ class Evaluator:
         for stream in self.streams.values():
             longest = max((r.within for r in stream.rules), default=0.0)
             stream.forget_through(time - longest)
-
-
-def rules_on(
-    policies: Sequence[Policy], kind: type[ThresholdPolicy | CountPolicy | DriftPolicy]
-) -> list[Policy]:
-    return [p for p in policies if isinstance(p, kind)]

@@ -11,7 +11,6 @@ Columns use the backtest's spelling: `latency_p95` for a plain signal, `error_ra
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Protocol
 
@@ -39,15 +38,3 @@ class Source(Protocol):
     def read(self, start: float, end: float) -> ReadResult:
         """Everything with a timestamp in (start, end]. Raises adapters.errors.SignalError."""
         ...
-
-
-def merge(results: Mapping[str, ReadResult]) -> ReadResult:
-    """Several sources' reads as one (each column comes from exactly one source)."""
-    columns: Columns = {}
-    events: list[Event] = []
-    for result in results.values():
-        columns.update(result.columns)
-        events.extend(result.events)
-    events.sort(key=lambda e: e.time)
-    queries = sum(r.queries for r in results.values())
-    return ReadResult(columns, events, queries, sum(r.bytes_read for r in results.values()))
