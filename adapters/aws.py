@@ -100,13 +100,17 @@ class AwsClient:
             sleep=self._sleep,
             reraise=True,
         )
-        for attempt in retrying:
-            with attempt:
-                try:
-                    answer: dict[str, Any] = getattr(self._boto(), operation)(**params)
-                    return answer
-                except (ClientError, BotoCoreError) as error:
-                    raise translate(error, f"{self.service}: {operation}", self.secrets()) from None
+        try:
+            for attempt in retrying:
+                with attempt:
+                    try:
+                        answer: dict[str, Any] = getattr(self._boto(), operation)(**params)
+                        return answer
+                    except (ClientError, BotoCoreError) as error:
+                        raise translate(error, f"{self.service}: {operation}", self.secrets()) from None
+        except Transient as error:
+            error.retried = True  # retried to our cap here; the runtime must not retry again
+            raise
         raise AssertionError("unreachable: tenacity reraises")  # pragma: no cover
 
     def secrets(self) -> list[str]:

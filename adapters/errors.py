@@ -39,7 +39,10 @@ class ActuatorError(TidegateError):
 
 
 class Transient(ActuatorError):
-    pass
+    """Worth retrying. `retried` is set when the adapter already retried it to its own cap,
+    so the runtime does not multiply attempts (4 × 4 requests) on top."""
+
+    retried = False
 
 
 class RateLimited(Transient):

@@ -139,9 +139,13 @@ class VendorHttp:
             sleep=self.sleep,
             reraise=True,
         )
-        for attempt in retrying:
-            with attempt:
-                return self._once(method, path, json_body, content, params, headers, expected)
+        try:
+            for attempt in retrying:
+                with attempt:
+                    return self._once(method, path, json_body, content, params, headers, expected)
+        except Transient as error:
+            error.retried = True  # retried to our cap here; the runtime must not retry again
+            raise
         raise AssertionError("unreachable: tenacity reraises")  # pragma: no cover
 
     def _once(

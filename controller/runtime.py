@@ -23,7 +23,7 @@ from tenacity import (
     RetryCallState,
     RetryError,
     Retrying,
-    retry_if_exception_type,
+    retry_if_exception,
     stop_after_attempt,
 )
 
@@ -257,7 +257,7 @@ class Reconciler:
         actuator = rollout.actuators[intent.operation.target]
         try:
             for attempt in Retrying(
-                retry=retry_if_exception_type(Transient),
+                retry=retry_if_exception(_not_yet_retried),
                 stop=stop_after_attempt(self.attempts),
                 wait=_wait(self.backoff),
                 reraise=False,
@@ -354,6 +354,11 @@ class Reconciler:
     def _emit(self, at: float, kind: str, rollout: LiveRollout, text: str) -> None:
         log.info(text, extra={"rollout": rollout.id, "kind": kind})
         self.observer(Event(at, kind, rollout.id, text))
+
+
+def _not_yet_retried(error: BaseException) -> bool:
+    """Retry a Transient error unless the adapter already retried it to its own cap."""
+    return isinstance(error, Transient) and not error.retried
 
 
 def _wait(backoff: float) -> Callable[[RetryCallState], float]:

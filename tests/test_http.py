@@ -143,6 +143,7 @@ def test_server_errors_stop_at_the_attempt_cap_with_a_transient_error(
         vendor(client, fake.url, waits, attempts=4).request("GET", "/v1/items/web")
 
     assert not isinstance(raised.value, RateLimited)
+    assert raised.value.retried  # the runtime must not retry it again
     assert len(fake.requests) == 4
     assert len(waits) == 3
 

@@ -300,6 +300,24 @@ def test_retry_after_is_honoured(
     assert low <= sleeps[0] <= high
 
 
+def test_an_error_the_adapter_already_retried_is_not_retried_again(
+    make_world: Callable[..., World], sleeps: list[float]
+) -> None:
+    """VendorHttp retries to its own cap and marks the error: no 4 × 4 request storms."""
+    world = make_world(target("web", "vercel"))
+    exhausted = Transient("503 after the adapter's own retries")
+    exhausted.retried = True
+    double = RateLimitedOnce(world.rollout.actuators["web"], exhausted)
+    world.rollout.actuators["web"] = double
+    world.signals(NOW, latency=5.0)
+
+    world.reconciler(backoff=5.0).step(world.rollout, NOW)
+
+    assert double.calls == 1
+    assert sleeps == []
+    assert outcomes(world) == {"web": "failed"}
+
+
 # --- dry run -----------------------------------------------------------------------------
 
 
