@@ -150,6 +150,8 @@ def read_history(
     the signals it serves stay bound, so their rules see "no value" rather than vanishing."""
     data, errors = ReplayData(), []
     ratios = {p.signal for p in policies if _reads_a_ratio(p)}
+    streams = {p.signal for p in policies if isinstance(p, CountPolicy)}
+    serves_a_stream = False
     for source in sources:
         try:
             result = source.read(start, end)
@@ -161,9 +163,12 @@ def read_history(
                 data.columns[column] = (list(times), list(values))
             data.events.extend(result.events)
         for column in source.columns():
-            _bind_empty(data, column, column in ratios)
+            if column in streams:  # an event stream with no events yet is empty, not missing
+                serves_a_stream = True
+            else:
+                _bind_empty(data, column, column in ratios)
     data.events.sort(key=lambda e: e.time)
-    return Signals(data, end, end, events_given=False), errors
+    return Signals(data, end, end, events_given=serves_a_stream), errors
 
 
 def _reads_a_ratio(policy: Policy) -> bool:

@@ -34,7 +34,7 @@ from controller.core.decide import Verdict, decide
 from controller.core.machine import Move, Shape
 from controller.core.model import RolloutId, RolloutStatus, State
 from controller.core.plan import Plan, TargetView, plan
-from controller.store.base import AuditDraft, Intent, PlannedIntent, Store, TransitionRow
+from controller.store.base import AuditDraft, Fence, Intent, PlannedIntent, Store, TransitionRow
 from policies.evaluator import Evaluator
 from policies.explain import condition
 from policies.operations import Operation
@@ -59,6 +59,11 @@ class LiveRollout:
     last_verdict: Verdict | None = None
     last_states: list[RuleState] = field(default_factory=list)
     lowered: bool = False  # traffic was stepped down or rolled back at some point
+    # Under `tidegate serve`: the lease every journal write is fenced with, and a check that
+    # raises LeaseLost once this replica may no longer act (its lease ran out on its clock).
+    fence: Fence | None = None
+    guard: Callable[[], None] = field(default=lambda: None)
+    settled: bool = False  # the journal holds no unfinished operation (see Reconciler.recover)
 
 
 LOWERING_TRIGGERS = ("step_down", "rollback")
@@ -162,17 +167,24 @@ class Reconciler:
             ),
             intents,
             self._transition_audit(rollout, move, the_plan, now, actor, verdict),
+            fence=rollout.fence,
         )
         rollout.status = move.after
+        rollout.settled = False  # intents journaled: unfinished until each result is recorded
         self._emit(now, "transition", rollout, _describe_move(move, actor))
         for step in the_plan.manual_steps:
             self._emit(now, "page", rollout, f"PAGE a human: {step.target}: {step.reason}")
         results = self._actuate(rollout, intents, now)
+        rollout.settled = True  # every intent of this transition has its result
         self._settle(rollout, results, now)
 
     def recover(self, rollout: LiveRollout, now: float) -> None:
-        """Finish intents a crash left without a result: re-apply, the target says if it's done."""
-        if self.dry_run:
+        """Finish intents a crash left without a result: re-apply, the target says if it's done.
+
+        Once a rollout's journal is known to hold no unfinished work (`settled`), it stays so
+        until this process journals a transition whose operations do not all finish — so a
+        long-lived controller does not ask the store at every tick."""
+        if self.dry_run or rollout.settled:
             return
         unfinished = self.store.unfinished_intents(rollout.id)
         results: list[ActionResult] = []
@@ -180,6 +192,7 @@ class Reconciler:
             self._emit(now, "recovery", rollout, f"finishing {len(unfinished)} journaled operation(s)")
             results = self._actuate(rollout, [PlannedIntent(i.key, i.operation) for i in unfinished], now)
         self._settle(rollout, [*self._failed_before_crash(rollout, results), *results], now)
+        rollout.settled = True
 
     def _failed_before_crash(self, rollout: LiveRollout, fresh: Sequence[ActionResult]) -> list[ActionResult]:
         """Failures of the current transition's operations that a process journaled and then
@@ -207,7 +220,7 @@ class Reconciler:
                 self.execute(rollout, move, now, actor=AUTOMATIC, verdict=None)  # audits the page
             else:  # the move landed in a final state (promoted): nothing to fail, still page
                 page = {"reason": f"actuation failed: {reason}"}
-                self.store.append_audit(AuditDraft(now, AUTOMATIC, "page", rollout.id, page))
+                self.store.append_audit(AuditDraft(now, AUTOMATIC, "page", rollout.id, page), rollout.fence)
             self._emit(now, "page", rollout, f"PAGE a human: actuation failed after retries: {reason}")
             return
         if rollout.status.state is State.ROLLING_BACK and not self.store.unfinished_intents(rollout.id):
@@ -247,6 +260,7 @@ class Reconciler:
                         "key": result.intent.key,
                     },
                 ),
+                rollout.fence,
             )
             text = f"{operation.target}: {operation.describe()} → {result.outcome}"
             extra = result.detail if result.detail and operation.describe() not in result.detail else ""
@@ -255,6 +269,7 @@ class Reconciler:
 
     def _apply(self, rollout: LiveRollout, intent: PlannedIntent) -> ActionResult:
         actuator = rollout.actuators[intent.operation.target]
+        rollout.guard()  # LeaseLost: leave the intent unfinished for the new holder
         try:
             for attempt in Retrying(
                 retry=retry_if_exception(_not_yet_retried),
@@ -263,6 +278,8 @@ class Reconciler:
                 reraise=False,
             ):
                 with attempt:
+                    if attempt.retry_state.attempt_number > 1:
+                        rollout.guard()  # a retry may come after the lease ran out
                     result = actuator.apply(intent.operation, intent.key)
         except RetryError as exc:
             cause = exc.last_attempt.exception()
@@ -296,6 +313,7 @@ class Reconciler:
                     "breaching": [s.policy.id for s in states if s.status is Status.BREACH],
                     "no_data": [s.policy.id for s in states if s.status is Status.NO_DATA],
                 },
+                rollout.fence,
             )
         if verdict != rollout.last_verdict:
             causes = f" ({', '.join(verdict.policies)})" if verdict.policies else ""

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 import httpx
 
 from adapters.errors import ConfigError
-from adapters.sources import cloudwatch, opsgenie, pagerduty, prometheus, sentry, sql
+from adapters.sources import cloudwatch, opsgenie, pagerduty, prometheus, pushed, sentry, sql
 from adapters.sources.base import Source
 
 
@@ -23,6 +23,7 @@ from adapters.sources.base import Source
 class SourceContext:
     env: Mapping[str, str] = field(default_factory=lambda: dict(os.environ))
     http: httpx.Client | None = None
+    inbox: pushed.Inbox | None = None  # the store's webhook inbox, under `tidegate serve`
 
     def client(self) -> httpx.Client:
         return self.http if self.http is not None else httpx.Client()
@@ -37,6 +38,7 @@ SOURCES: dict[str, SourceBuilder] = {
     "pagerduty": pagerduty.build,
     "sentry": sentry.build,
     "opsgenie": opsgenie.build,
+    "pushed": pushed.build,
 }
 
 

@@ -13,6 +13,7 @@ import typer
 from adapters.sources.replay import ReplayData, read_replay
 from controller.backtest import run_backtest
 from controller.cli.rollouts import register as register_rollout_commands
+from controller.cli.serve import register as register_serve_commands
 from controller.cli.signals import register as register_signal_commands
 from controller.cli.targets import register as register_target_commands
 from controller.cli.timeline import render_timeline
@@ -35,6 +36,7 @@ app.add_typer(policy_app, name="policy")
 
 EXIT_OK, EXIT_LOWERED, EXIT_USAGE = 0, 1, 2
 register_rollout_commands(app)
+register_serve_commands(app)
 register_target_commands(app)
 register_signal_commands(app)
 

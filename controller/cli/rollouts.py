@@ -33,6 +33,7 @@ from controller.bootstrap import (
     state_dir,
     was_lowered,
 )
+from controller.cli import remote
 from controller.cli.view import observer_for
 from controller.core.model import RolloutId, RolloutStatus, State
 from controller.core.plan import Intent, plan
@@ -46,6 +47,9 @@ from policies.errors import TidegateError
 from policies.timestamps import format_timestamp
 
 StateOption = Annotated[str | None, typer.Option("--state", help="Store file (default .tidegate/state.db).")]
+ServerOption = Annotated[
+    str | None, typer.Option("--server", help="A tidegate serve URL; the token comes from $TIDEGATE_TOKEN.")
+]
 
 
 def register(app: typer.Typer) -> None:
@@ -279,9 +283,13 @@ def _manual(trigger: str) -> Callable[..., None]:
         reason: Annotated[str, typer.Option(help="Why: recorded in the audit log.")],
         actor: Annotated[str | None, typer.Option(help="Who (default: the OS user).")] = None,
         state: StateOption = None,
+        server: ServerOption = None,
     ) -> None:
         if not reason.strip():
             raise click.BadParameter("a reason is required", param_hint="--reason")
+        if server is not None:  # the server audits the act under the token's name
+            print(remote.act(server, trigger, rollout, reason.strip()))
+            return
         store = open_store(state)
         try:
             record = _find(store, rollout)

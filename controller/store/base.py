@@ -14,6 +14,7 @@ from typing import Protocol
 
 from controller.core.model import Operation, RolloutId, RolloutStatus
 from policies.errors import TidegateError
+from policies.series import Event
 
 JsonValue = str | int | float | bool | None | Sequence["JsonValue"] | Mapping[str, "JsonValue"]
 
@@ -28,6 +29,70 @@ class StaleStatus(StoreError):
 
 class UnknownRollout(StoreError):
     pass
+
+
+class FencedOut(StoreError):
+    """A write carried a lease token that is no longer current: another replica took the
+    rollout over. The write is refused so a paused-then-resumed old holder cannot act."""
+
+
+class LeaseLost(FencedOut):
+    """This replica's lease ran out on its own clock (it was paused, or could not renew):
+    it must stop acting on the rollout before anyone else starts."""
+
+
+@dataclass(frozen=True)
+class Fence:
+    """Proof of the lease a write is made under (the fencing token of DDIA ch. 8)."""
+
+    rollout_id: RolloutId
+    holder: str
+    token: int
+
+
+@dataclass(frozen=True)
+class Lease:
+    rollout_id: RolloutId
+    holder: str
+    token: int  # grows by one each time the rollout changes hands
+    expires_at: float
+
+    @property
+    def fence(self) -> Fence:
+        return Fence(self.rollout_id, self.holder, self.token)
+
+
+@dataclass(frozen=True)
+class InboxEvent:
+    """A pushed event (incident webhook) as stored for whichever replica holds the rollout."""
+
+    id: int  # grows in arrival order across replicas: readers keep a cursor on it
+    endpoint: str
+    received_at: float
+    event: Event
+
+
+@dataclass(frozen=True)
+class ManualRequest:
+    """A person's act asked through the API, done by the replica holding the rollout."""
+
+    id: int
+    rollout_id: RolloutId
+    trigger: str  # rollback | pause | resume | promote
+    actor: str
+    reason: str
+    requested_at: float
+    outcome: str | None = None  # None while pending: done | refused
+    detail: str = ""
+    finished_at: float | None = None
+
+
+@dataclass(frozen=True)
+class EvaluationRow:
+    rollout_id: RolloutId
+    at: float
+    decision: str
+    payload_json: str
 
 
 @dataclass(frozen=True)
@@ -116,12 +181,16 @@ class Store(Protocol):
         transition: TransitionRow,
         intents: Sequence[PlannedIntent],
         audit: Sequence[AuditDraft],
+        fence: Fence | None = None,
     ) -> None:
         """Atomically: check the stored status still has `expected_seq` (else StaleStatus),
-        save `status`, the transition, the intents (unfinished) and the audit rows."""
+        save `status`, the transition, the intents (unfinished) and the audit rows. With a
+        `fence`, the write is refused (FencedOut) unless that lease is still the current one."""
         ...
 
-    def finish_intent(self, key: str, outcome: str, detail: str, at: float, audit: AuditDraft) -> None:
+    def finish_intent(
+        self, key: str, outcome: str, detail: str, at: float, audit: AuditDraft, fence: Fence | None = None
+    ) -> None:
         """Atomically record an intent's result and its audit row; unknown key → StoreError."""
         ...
 
@@ -132,11 +201,66 @@ class Store(Protocol):
     def transitions(self, rollout_id: RolloutId) -> list[TransitionRow]: ...
 
     def record_evaluation(
-        self, rollout_id: RolloutId, at: float, decision: str, payload: Mapping[str, JsonValue]
+        self,
+        rollout_id: RolloutId,
+        at: float,
+        decision: str,
+        payload: Mapping[str, JsonValue],
+        fence: Fence | None = None,
     ) -> None: ...
 
-    def append_audit(self, draft: AuditDraft) -> AuditEntry: ...
+    def evaluations(self, rollout_id: RolloutId, limit: int = 500) -> list[EvaluationRow]:
+        """The newest `limit` recorded decision changes, oldest first."""
+        ...
+
+    def append_audit(self, draft: AuditDraft, fence: Fence | None = None) -> AuditEntry: ...
 
     def audit_log(self, rollout_id: RolloutId | None = None) -> list[AuditEntry]: ...
 
     def verify_audit(self) -> VerifyReport: ...
+
+    # --- the service: leases, pushed events, manual requests (controller/service) ----------
+
+    def claim_leases(self, holder: str, now: float, ttl: float) -> list[Lease]:
+        """Heartbeat `holder`, renew its leases and take over expired or unheld ones up to a
+        fair share of the active rollouts among live replicas; return what it holds."""
+        ...
+
+    def release_leases(self, holder: str) -> None:
+        """Give up every lease (expire them now, tokens kept) and leave the replica set."""
+        ...
+
+    def leases(self, rollout_id: RolloutId | None = None) -> list[Lease]:
+        """Every lease row, or the one of `rollout_id`."""
+        ...
+
+    def push_events(self, endpoint: str, events: Sequence[Event], received_at: float) -> int:
+        """Store pushed events, once per (endpoint, event id); return how many were new."""
+        ...
+
+    def inbox(
+        self, endpoint: str, after_id: int = 0, since: float | None = None, until_id: int | None = None
+    ) -> list[InboxEvent]:
+        """Events of `endpoint` with after_id < id <= until_id (and received after `since`),
+        in id order."""
+        ...
+
+    def inbox_head(self) -> int:
+        """The newest inbox id (0 when empty): a cheap "did anything arrive?" for pollers."""
+        ...
+
+    def rollouts_with_requests(self) -> list[RolloutId]:
+        """Rollouts with manual requests still pending."""
+        ...
+
+    def request_act(self, rollout_id: RolloutId, trigger: str, actor: str, reason: str, at: float) -> int:
+        """Queue a person's act for the rollout's holder; UnknownRollout if there is none."""
+        ...
+
+    def pending_requests(self, rollout_id: RolloutId) -> list[ManualRequest]: ...
+
+    def get_request(self, request_id: int) -> ManualRequest | None: ...
+
+    def finish_request(
+        self, request_id: int, outcome: str, detail: str, at: float, fence: Fence | None = None
+    ) -> None: ...

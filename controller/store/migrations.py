@@ -87,7 +87,41 @@ INITIAL_SCHEMA = (
     f"INSERT INTO audit_head (id, last_id, last_hash) VALUES (1, 0, '{GENESIS_HASH}')",
 )
 
-MIGRATIONS: tuple[tuple[str, ...], ...] = (INITIAL_SCHEMA,)
+# `tidegate serve`: leases with fencing tokens, the live replicas, pushed events and manual
+# requests — the store is how replicas hand work to each other (controller/service).
+SERVICE_SCHEMA = (
+    """CREATE TABLE replicas (
+        name TEXT PRIMARY KEY,
+        seen_at DOUBLE PRECISION NOT NULL)""",
+    """CREATE TABLE leases (
+        rollout_id TEXT PRIMARY KEY REFERENCES rollouts (id),
+        holder TEXT NOT NULL,
+        token BIGINT NOT NULL,
+        expires_at DOUBLE PRECISION NOT NULL)""",
+    "CREATE INDEX leases_by_holder ON leases (holder)",
+    """CREATE TABLE inbox (
+        id BIGINT PRIMARY KEY,
+        endpoint TEXT NOT NULL,
+        event_id TEXT NOT NULL,
+        received_at DOUBLE PRECISION NOT NULL,
+        at DOUBLE PRECISION NOT NULL,
+        signal TEXT NOT NULL,
+        fields_json TEXT NOT NULL,
+        UNIQUE (endpoint, event_id))""",
+    """CREATE TABLE requests (
+        id BIGINT PRIMARY KEY,
+        rollout_id TEXT NOT NULL REFERENCES rollouts (id),
+        trigger_name TEXT NOT NULL,
+        actor TEXT NOT NULL,
+        reason TEXT NOT NULL,
+        requested_at DOUBLE PRECISION NOT NULL,
+        outcome TEXT,
+        detail TEXT NOT NULL,
+        finished_at DOUBLE PRECISION)""",
+    "CREATE INDEX requests_pending ON requests (rollout_id) WHERE outcome IS NULL",
+)
+
+MIGRATIONS: tuple[tuple[str, ...], ...] = (INITIAL_SCHEMA, SERVICE_SCHEMA)
 
 LATEST_VERSION = len(MIGRATIONS)
 

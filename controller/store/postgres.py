@@ -98,6 +98,9 @@ class PostgresDatabase(Database):
         key = (LOCK_NAMESPACE + what.value, self._lock_key)
         self._conn.execute("SELECT pg_advisory_xact_lock(%s, %s)", key)
 
+    def skip_locked(self, table: str) -> str:
+        return f" FOR UPDATE OF {table} SKIP LOCKED"
+
     def close(self) -> None:
         self._conn.close()
 

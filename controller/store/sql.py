@@ -18,12 +18,18 @@ from types import TracebackType
 from typing import Any, Protocol
 
 from controller.core.model import Op, Operation, RolloutId, RolloutStatus, State
+from controller.store import service_sql
 from controller.store.audit import ChainHead, canonical_json, seal, verify
 from controller.store.base import (
     AuditDraft,
     AuditEntry,
+    EvaluationRow,
+    Fence,
+    InboxEvent,
     Intent,
     JsonValue,
+    Lease,
+    ManualRequest,
     PlannedIntent,
     RolloutRecord,
     StaleStatus,
@@ -34,6 +40,7 @@ from controller.store.base import (
 )
 from controller.store.faults import journal_point
 from controller.store.migrations import migrate
+from policies.series import Event
 
 Param = str | int | float | None
 Row = tuple[Any, ...]
@@ -46,6 +53,7 @@ class Serial(Enum):
 
     MIGRATIONS = 1
     AUDIT = 2  # appends to the hash chain: each row needs the previous row's hash
+    QUEUES = 3  # new inbox / request ids: each is the previous maximum plus one
 
 
 class Database(Protocol):
@@ -73,6 +81,11 @@ class Database(Protocol):
 
     def serialize(self, what: Serial) -> None:
         """Within the current write transaction, wait until no other writer holds `what`."""
+        ...
+
+    def skip_locked(self, table: str) -> str:
+        """The clause that locks the selected rows of `table`, skipping rows another
+        transaction holds ('' where the whole database is locked by the write anyway)."""
         ...
 
     def close(self) -> None: ...
@@ -103,6 +116,10 @@ FINISH_INTENT = (
     "UPDATE intents SET outcome = ?, detail = ?, finished_at = ? WHERE key = ? AND outcome IS NULL"
 )
 SELECT_INTENT_OUTCOME = "SELECT outcome FROM intents WHERE key = ?"
+SELECT_EVALUATIONS = (
+    "SELECT rollout_id, at, decision, payload_json FROM evaluations"
+    " WHERE rollout_id = ? ORDER BY at DESC LIMIT ?"
+)
 INSERT_EVALUATION = "INSERT INTO evaluations (rollout_id, at, decision, payload_json) VALUES (?, ?, ?, ?)"
 AUDIT_COLUMNS = "id, at, actor, kind, rollout_id, payload_json, prev_hash, hash"
 INSERT_AUDIT = f"INSERT INTO audit ({AUDIT_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?)"
@@ -167,6 +184,7 @@ class SqlStore:
         transition: TransitionRow,
         intents: Sequence[PlannedIntent],
         audit: Sequence[AuditDraft],
+        fence: Fence | None = None,
     ) -> None:
         if status.seq <= expected_seq or transition.rollout_id != rollout_id:
             raise StoreError(
@@ -174,6 +192,7 @@ class SqlStore:
                 f"and belong to the rollout (got {transition.rollout_id})"
             )
         with self._transaction(write=True, audited=True) as tx:
+            service_sql.check_fence(tx, fence)
             if not tx.run(UPDATE_STATUS, status_params(rollout_id, expected_seq, status, transition.at)):
                 _refuse_stale(tx, rollout_id, expected_seq)
             tx.run(INSERT_TRANSITION, transition_params(transition))
@@ -183,10 +202,13 @@ class SqlStore:
                 _append(tx, draft)
         journal_point("commit_transition")
 
-    def finish_intent(self, key: str, outcome: str, detail: str, at: float, audit: AuditDraft) -> None:
+    def finish_intent(
+        self, key: str, outcome: str, detail: str, at: float, audit: AuditDraft, fence: Fence | None = None
+    ) -> None:
         if outcome not in OUTCOMES:
             raise StoreError(f"intent {key!r}: outcome must be one of {sorted(OUTCOMES)}, not {outcome!r}")
         with self._transaction(write=True, audited=True) as tx:
+            service_sql.check_fence(tx, fence)
             if not tx.run(FINISH_INTENT, (outcome, detail, at, key)):
                 found = tx.rows(SELECT_INTENT_OUTCOME, (key,))
                 if not found:
@@ -207,13 +229,25 @@ class SqlStore:
         return [transition_from_row(row) for row in found]
 
     def record_evaluation(
-        self, rollout_id: RolloutId, at: float, decision: str, payload: Mapping[str, JsonValue]
+        self,
+        rollout_id: RolloutId,
+        at: float,
+        decision: str,
+        payload: Mapping[str, JsonValue],
+        fence: Fence | None = None,
     ) -> None:
         with self._transaction(write=True) as tx:
+            service_sql.check_fence(tx, fence)
             tx.run(INSERT_EVALUATION, (rollout_id, at, decision, canonical_json(payload)))
 
-    def append_audit(self, draft: AuditDraft) -> AuditEntry:
+    def evaluations(self, rollout_id: RolloutId, limit: int = 500) -> list[EvaluationRow]:
+        with self._transaction() as tx:
+            found = tx.rows(SELECT_EVALUATIONS, (rollout_id, limit))
+        return [EvaluationRow(RolloutId(r[0]), float(r[1]), r[2], r[3]) for r in reversed(found)]
+
+    def append_audit(self, draft: AuditDraft, fence: Fence | None = None) -> AuditEntry:
         with self._transaction(write=True, audited=True) as tx:
+            service_sql.check_fence(tx, fence)
             entry = _append(tx, draft)
         journal_point("append_audit")
         return entry
@@ -235,6 +269,67 @@ class SqlStore:
                 ok=False, rows=len(entries), first_bad=None, reason="the audit chain head row was deleted"
             )
         return verify(entries, ChainHead(int(head[0][0]), str(head[0][1])))
+
+    # --- the service: leases, pushed events, manual requests --------------------------
+
+    def claim_leases(self, holder: str, now: float, ttl: float) -> list[Lease]:
+        with self._transaction(write=True) as tx:
+            return service_sql.claim(tx, holder, now, ttl)
+
+    def release_leases(self, holder: str) -> None:
+        with self._transaction(write=True) as tx:
+            service_sql.release(tx, holder)
+
+    def leases(self, rollout_id: RolloutId | None = None) -> list[Lease]:
+        with self._transaction() as tx:
+            return service_sql.all_leases(tx, rollout_id)
+
+    def push_events(self, endpoint: str, events: Sequence[Event], received_at: float) -> int:
+        with self._transaction(write=True) as tx:
+            tx.serialize(Serial.QUEUES)
+            return service_sql.push(tx, endpoint, events, received_at)
+
+    def inbox(
+        self, endpoint: str, after_id: int = 0, since: float | None = None, until_id: int | None = None
+    ) -> list[InboxEvent]:
+        with self._transaction() as tx:
+            return service_sql.inbox(tx, endpoint, after_id, since, until_id)
+
+    def inbox_head(self) -> int:
+        with self._transaction() as tx:
+            return int(tx.rows(service_sql.MAX_INBOX_ID)[0][0])
+
+    def rollouts_with_requests(self) -> list[RolloutId]:
+        with self._transaction() as tx:
+            found = tx.rows(service_sql.ROLLOUTS_WITH_REQUESTS)
+        return [RolloutId(row[0]) for row in found]
+
+    def request_act(self, rollout_id: RolloutId, trigger: str, actor: str, reason: str, at: float) -> int:
+        with self._transaction(write=True) as tx:
+            if not tx.rows(SELECT_ROLLOUT_SEQ, (rollout_id,)):
+                raise UnknownRollout(f"unknown rollout {rollout_id}")
+            tx.serialize(Serial.QUEUES)
+            return service_sql.add_request(tx, rollout_id, trigger, actor, reason, at)
+
+    def pending_requests(self, rollout_id: RolloutId) -> list[ManualRequest]:
+        query = f"{service_sql.SELECT_REQUESTS} WHERE rollout_id = ? AND outcome IS NULL ORDER BY id"
+        with self._transaction() as tx:
+            return [service_sql.request_from_row(row) for row in tx.rows(query, (rollout_id,))]
+
+    def get_request(self, request_id: int) -> ManualRequest | None:
+        with self._transaction() as tx:
+            found = tx.rows(f"{service_sql.SELECT_REQUESTS} WHERE id = ?", (request_id,))
+        return service_sql.request_from_row(found[0]) if found else None
+
+    def finish_request(
+        self, request_id: int, outcome: str, detail: str, at: float, fence: Fence | None = None
+    ) -> None:
+        if outcome not in service_sql.REQUEST_OUTCOMES:
+            raise StoreError(f"request {request_id}: outcome must be done or refused, not {outcome!r}")
+        with self._transaction(write=True) as tx:
+            service_sql.check_fence(tx, fence)
+            if not tx.run(service_sql.FINISH_REQUEST, (outcome, detail, at, request_id)):
+                raise StoreError(f"request {request_id} is unknown or already finished")
 
     def _intents(self, sql: str, rollout_id: RolloutId) -> list[Intent]:
         with self._transaction() as tx:

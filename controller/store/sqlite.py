@@ -68,5 +68,8 @@ class SqliteDatabase(Database):
     def serialize(self, what: Serial) -> None:
         """Nothing to do: BEGIN IMMEDIATE already holds the database's only write lock."""
 
+    def skip_locked(self, table: str) -> str:
+        return ""  # BEGIN IMMEDIATE: this write already excludes every other writer
+
     def close(self) -> None:
         self._conn.close()

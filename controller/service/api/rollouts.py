@@ -1,0 +1,195 @@
+"""/api/v1/rollouts: list, register, inspect, and act on rollouts by hand."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from typing import Any, Literal
+
+from fastapi import APIRouter, HTTPException
+from fastapi.responses import JSONResponse
+from pydantic import BaseModel, Field
+
+from controller.core.machine import NotAllowed
+from controller.core.model import RolloutId
+from controller.service.api.auth import ACT_ERRORS, READ_ERRORS, Admin, Operator, TheService, Viewer, role
+from controller.service.api.views import evaluation_json, iso, request_json, summary
+from controller.spec import RolloutSpec, spec_from_json
+from controller.store.base import Lease, RolloutRecord, Store
+from policies.errors import TidegateError
+from policies.loader import validate_located
+from policies.yamlmap import load_located
+
+router = APIRouter(prefix="/api/v1", tags=["rollouts"], responses=READ_ERRORS)
+Trigger = Literal["rollback", "pause", "resume", "promote"]
+
+
+class ActRequest(BaseModel):
+    reason: str = Field(min_length=1, max_length=2000, description="Why: recorded in the audit log.")
+
+
+class RegisterRequest(BaseModel):
+    spec: dict[str, Any] | None = Field(default=None, description="The rollout spec as JSON.")
+    yaml: str | None = Field(default=None, description="The rollout spec as rollout.yaml text.")
+
+
+async def _record(store: Store, rollout_id: str) -> RolloutRecord:
+    record = await asyncio.to_thread(store.get_rollout, RolloutId(rollout_id))
+    if record is None:
+        raise HTTPException(404, f"unknown rollout {rollout_id}")
+    return record
+
+
+async def _leases(store: Store) -> dict[RolloutId, Lease]:
+    return {lease.rollout_id: lease for lease in await asyncio.to_thread(store.leases)}
+
+
+@router.get("/rollouts", openapi_extra=role("viewer"))
+async def list_rollouts(service: TheService, who: Viewer) -> list[dict[str, Any]]:
+    """Every rollout with its state, traffic and the replica holding it."""
+    records = await asyncio.to_thread(service.store.list_rollouts)
+    leases = await _leases(service.store)
+    now = service.clock()
+    return [summary(record, leases.get(record.id), now) for record in records]
+
+
+@router.post("/rollouts", status_code=201, openapi_extra=role("admin"))
+async def register(body: RegisterRequest, service: TheService, who: Admin) -> dict[str, Any]:
+    """Register a rollout (admin). Paths in the spec are resolved on the server."""
+    record = await service.register(_parse_spec(body), who.name)
+    return summary(record, None, service.clock())
+
+
+@router.get("/rollouts/{rollout_id}", openapi_extra=role("viewer"))
+async def get_rollout(rollout_id: str, service: TheService, who: Viewer) -> dict[str, Any]:
+    """State, step, what each target was last told and answered, and the rules' readings."""
+    store = service.store
+    record = await _record(store, rollout_id)
+    intents = await asyncio.to_thread(store.intents, record.id)
+    evaluations = await asyncio.to_thread(store.evaluations, record.id, 1)
+    lease = await asyncio.to_thread(store.leases, record.id)
+    spec = spec_from_json(record.spec_json)
+    targets = []
+    for target in spec.targets:
+        told = next((i for i in reversed(intents) if i.operation.target == target.name), None)
+        targets.append(
+            {
+                "name": target.name,
+                "kind": target.kind,
+                "last_operation": None if told is None else told.operation.describe(),
+                "outcome": None if told is None else told.outcome or "in flight",
+                "detail": None if told is None else told.detail,
+            }
+        )
+    return {
+        **summary(record, next(iter(lease), None), service.clock()),
+        "version": spec.version,
+        "previous_version": spec.previous_version,
+        "targets": targets,
+        "rules": service.rules_of(record.id),
+        "last_evaluation": evaluation_json(evaluations[-1]) if evaluations else None,
+    }
+
+
+@router.get("/rollouts/{rollout_id}/evaluations", openapi_extra=role("viewer"))
+async def evaluations(
+    rollout_id: str, service: TheService, who: Viewer, limit: int = 500
+) -> list[dict[str, Any]]:
+    """Each change of the decision, newest `limit`, oldest first."""
+    record = await _record(service.store, rollout_id)
+    rows = await asyncio.to_thread(service.store.evaluations, record.id, max(1, min(limit, 10_000)))
+    return [evaluation_json(row) for row in rows]
+
+
+@router.get("/rollouts/{rollout_id}/decisions", openapi_extra=role("viewer"))
+async def decisions(rollout_id: str, service: TheService, who: Viewer) -> list[dict[str, Any]]:
+    """Decisions that moved the rollout, with the policies behind them (from the audit log)."""
+    record = await _record(service.store, rollout_id)
+    entries = await asyncio.to_thread(service.store.audit_log, record.id)
+    decided = [e for e in entries if e.kind == "decision"]
+    return [{"at": iso(e.at), "actor": e.actor, **json.loads(e.payload_json)} for e in decided]
+
+
+@router.get("/rollouts/{rollout_id}/transitions", openapi_extra=role("viewer"))
+async def transitions(rollout_id: str, service: TheService, who: Viewer) -> list[dict[str, Any]]:
+    record = await _record(service.store, rollout_id)
+    rows = await asyncio.to_thread(service.store.transitions, record.id)
+    return [
+        {
+            "seq": t.seq,
+            "at": iso(t.at),
+            "trigger": t.trigger,
+            "from": t.before,
+            "to": t.after,
+            "traffic": t.traffic,
+            "reason": t.reason,
+            "actor": t.actor,
+        }
+        for t in rows
+    ]
+
+
+@router.get("/rollouts/{rollout_id}/actions", openapi_extra=role("viewer"))
+async def actions(rollout_id: str, service: TheService, who: Viewer) -> list[dict[str, Any]]:
+    """Every operation journaled for the rollout's targets, and what each target answered."""
+    record = await _record(service.store, rollout_id)
+    rows = await asyncio.to_thread(service.store.intents, record.id)
+    return [
+        {
+            "key": i.key,
+            "seq": i.seq,
+            "target": i.operation.target,
+            "operation": i.operation.describe(),
+            "created_at": iso(i.created_at),
+            "outcome": i.outcome or "in flight",
+            "detail": i.detail,
+            "finished_at": None if i.finished_at is None else iso(i.finished_at),
+        }
+        for i in rows
+    ]
+
+
+@router.post(
+    "/rollouts/{rollout_id}/{trigger}",
+    tags=["manual acts"],
+    openapi_extra=role("operator"),
+    responses=ACT_ERRORS,
+)
+async def act(
+    rollout_id: str, trigger: Trigger, body: ActRequest, service: TheService, who: Operator
+) -> JSONResponse:
+    """A person's rollback / pause / resume / promote; the reason is required and audited.
+
+    200 when done, 409 when the rollout's state does not allow it, 202 when the replica
+    holding the rollout has not answered within 10 s (then poll the request's `url`)."""
+    record = await _record(service.store, rollout_id)
+    reason = body.reason.strip()
+    if not reason:
+        raise HTTPException(422, "reason must not be blank")
+    try:
+        request = await service.request(record.id, trigger, who.name, reason)
+    except NotAllowed as exc:
+        raise HTTPException(409, str(exc)) from None
+    status = 202 if request.outcome is None else 409 if request.outcome == "refused" else 200
+    return JSONResponse(request_json(request), status_code=status)
+
+
+@router.get("/requests/{request_id}", tags=["manual acts"], openapi_extra=role("viewer"))
+async def get_request(request_id: int, service: TheService, who: Viewer) -> dict[str, Any]:
+    found = await asyncio.to_thread(service.store.get_request, request_id)
+    if found is None:
+        raise HTTPException(404, f"unknown request {request_id}")
+    return request_json(found)
+
+
+def _parse_spec(body: RegisterRequest) -> RolloutSpec:
+    if (body.spec is None) == (body.yaml is None):
+        raise HTTPException(422, "give the rollout as exactly one of `spec` (JSON) or `yaml` (text)")
+    try:
+        if body.yaml is not None:
+            return validate_located(load_located(body.yaml, "rollout.yaml"), RolloutSpec, None)
+        return RolloutSpec.model_validate(body.spec)
+    except TidegateError as exc:  # file:line:col errors of the YAML form
+        raise HTTPException(422, str(exc)) from None
+    except ValueError as exc:  # pydantic's ValidationError of the JSON form
+        raise HTTPException(422, f"rollout spec: {exc}") from None
