@@ -34,7 +34,7 @@ from controller.core.decide import Verdict, decide
 from controller.core.machine import Move, Shape
 from controller.core.model import RolloutId, RolloutStatus, State
 from controller.core.plan import Plan, TargetView, plan
-from controller.store.base import AuditDraft, Intent, PlannedIntent, Store, TransitionRow
+from controller.store.base import AuditDraft, Intent, PlannedIntent, SourceRead, Store, TransitionRow
 from policies.evaluator import Evaluator
 from policies.explain import condition
 from policies.operations import Operation
@@ -346,6 +346,11 @@ class Reconciler:
         if move.after.state is State.FAILED:  # `failed` means humans were paged: record it with the move
             drafts.append(AuditDraft(now, actor, "page", rollout.id, {"reason": move.after.reason}))
         return drafts
+
+    def record_reads(self, rollout: LiveRollout, reads: Sequence[SourceRead]) -> None:
+        """Count a tick's source reads into the rollout's source health (`tidegate status`)."""
+        if not self.dry_run:
+            self.store.record_source_reads(rollout.id, reads)
 
     def note(self, rollout: LiveRollout, at: float, kind: str, text: str) -> None:
         """Tell the observer something that is not a decision (a source without data)."""

@@ -18,6 +18,7 @@ from types import TracebackType
 from typing import Any, Protocol
 
 from controller.core.model import Op, Operation, RolloutId, RolloutStatus, State
+from controller.store import source_health
 from controller.store.audit import ChainHead, canonical_json, seal, verify
 from controller.store.base import (
     AuditDraft,
@@ -26,6 +27,8 @@ from controller.store.base import (
     JsonValue,
     PlannedIntent,
     RolloutRecord,
+    SourceHealth,
+    SourceRead,
     StaleStatus,
     StoreError,
     TransitionRow,
@@ -211,6 +214,16 @@ class SqlStore:
     ) -> None:
         with self._transaction(write=True) as tx:
             tx.run(INSERT_EVALUATION, (rollout_id, at, decision, canonical_json(payload)))
+
+    def record_source_reads(self, rollout_id: RolloutId, reads: Sequence[SourceRead]) -> None:
+        if reads:
+            with self._transaction(write=True) as tx:
+                source_health.record(tx, rollout_id, reads)
+
+    def source_health(self, rollout_id: RolloutId) -> list[SourceHealth]:
+        with self._transaction() as tx:
+            found = tx.rows(source_health.SELECT, (rollout_id,))
+        return [source_health.from_row(row) for row in found]
 
     def append_audit(self, draft: AuditDraft) -> AuditEntry:
         with self._transaction(write=True, audited=True) as tx:
