@@ -14,11 +14,13 @@ $(STAMP): requirements.lock pyproject.toml
 	$(BIN)/python -m pip install --quiet --disable-pip-version-check --no-deps --no-build-isolation -e .
 	touch $(STAMP)
 
-# promtool is the oracle of the differential test of our threshold+for semantics.
+# promtool is the oracle of the differential test of our threshold+for semantics; prometheus
+# and prometheus-alertmanager run in the source tests (tests/prometheus_server.py,
+# tests/alertmanager_server.py).
 tools:
-	@command -v promtool >/dev/null 2>&1 || { \
-	  echo "installing Debian's prometheus package for promtool"; \
-	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq prometheus >/dev/null; }
+	@command -v promtool >/dev/null 2>&1 && command -v prometheus-alertmanager >/dev/null 2>&1 || { \
+	  echo "installing Debian's prometheus and prometheus-alertmanager packages"; \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq prometheus prometheus-alertmanager >/dev/null; }
 
 # A real open-source Unleash for tests/test_unleash_actuator.py: the npm package pinned by
 # tests/unleash/package-lock.json, installed with the machine's Node.js; no install script runs.

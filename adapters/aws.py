@@ -43,7 +43,7 @@ from botocore.exceptions import (
     PartialCredentialsError,
 )
 from botocore.exceptions import ConnectionError as BotoConnectionError
-from tenacity import RetryCallState, Retrying, retry_if_exception_type, stop_after_attempt
+from tenacity import RetryCallState, Retrying, retry_if_exception_type
 
 from adapters.errors import ActuatorError, AuthFailed, Permanent, Precondition, RateLimited, Transient
 from adapters.http import RetryPolicy
@@ -95,7 +95,7 @@ class AwsClient:
         """`client.<operation>(**params)` with retries; errors as adapters.errors."""
         retrying = Retrying(
             retry=retry_if_exception_type(Transient),
-            stop=stop_after_attempt(self._retry.attempts),
+            stop=self._retry.stop(),
             wait=self._wait,
             sleep=self._sleep,
             reraise=True,

@@ -26,7 +26,8 @@ from dataclasses import dataclass
 from typing import Any
 
 import httpx
-from tenacity import RetryCallState, Retrying, retry_if_exception, stop_after_attempt
+from tenacity import RetryCallState, Retrying, retry_if_exception, stop_after_attempt, stop_after_delay
+from tenacity.stop import stop_base
 
 from adapters.errors import ActuatorError, AuthFailed, Permanent, Precondition, RateLimited, Transient
 
@@ -47,6 +48,14 @@ class RetryPolicy:
     initial: float = 0.25
     maximum: float = 8.0
     longest_wait: float = 120.0  # a Retry-After beyond this is not waited out: escalate instead
+    # No new attempt once this many seconds passed since the first: quick failures (refused,
+    # 5xx) are retried, a request that already timed out is not tried again. None: no budget.
+    budget: float | None = None
+
+    def stop(self) -> stop_base:
+        """tenacity's stop rule: the attempts cap, and the time budget when there is one."""
+        attempts = stop_after_attempt(self.attempts)
+        return attempts if self.budget is None else attempts | stop_after_delay(self.budget)
 
 
 Classifier = Callable[[httpx.Response, str], ActuatorError | None]
@@ -134,7 +143,7 @@ class VendorHttp:
         expected = frozenset(ok)
         retrying = Retrying(
             retry=retry_if_exception(self._worth_retrying),
-            stop=stop_after_attempt(self.retry.attempts),
+            stop=self.retry.stop(),
             wait=self._wait,
             sleep=self.sleep,
             reraise=True,

@@ -21,7 +21,7 @@ from controller.backtest import bound_kinds
 from controller.core.model import RolloutId
 from controller.runtime import LOWERING_TRIGGERS, LiveRollout
 from controller.spec import LiveSource, ReplaySource, RolloutSpec, target_views
-from controller.store.base import RolloutRecord, Store
+from controller.store.base import RolloutRecord, SourceRead, Store
 from policies.errors import TidegateError
 from policies.evaluator import Evaluator
 from policies.loader import load_packs
@@ -143,12 +143,13 @@ def lookback(policies: list[Policy]) -> float:
 
 def read_history(
     sources: list[Source], start: float, end: float, policies: list[Policy]
-) -> tuple[Signals, list[str]]:
+) -> tuple[Signals, list[SourceRead]]:
     """Everything the live sources hold in (start, end], as the evaluator's starting data.
 
-    A source that fails gives no data (never zeros) and its error is returned for display;
-    the signals it serves stay bound, so their rules see "no value" rather than vanishing."""
-    data, errors = ReplayData(), []
+    A source that fails gives no data (never zeros); each source's read comes back (error
+    text included) to be shown, counted and retried. The signals a failed source serves
+    stay bound, so their rules see "no value" rather than vanishing."""
+    data, reads = ReplayData(), []
     ratios = {p.signal for p in policies if _reads_a_ratio(p)}
     streams = {p.signal for p in policies if isinstance(p, CountPolicy)}
     serves_a_stream = False
@@ -156,8 +157,10 @@ def read_history(
         try:
             result = source.read(start, end)
         except TidegateError as exc:
-            errors.append(f"{source.name}: {exc}")
+            reads.append(SourceRead(source.name, end, str(exc)))
             result = None
+        else:
+            reads.append(SourceRead(source.name, end))
         if result is not None:
             for column, (times, values) in result.columns.items():
                 data.columns[column] = (list(times), list(values))
@@ -168,7 +171,7 @@ def read_history(
             else:
                 _bind_empty(data, column, column in ratios)
     data.events.sort(key=lambda e: e.time)
-    return Signals(data, end, end, events_given=serves_a_stream), errors
+    return Signals(data, end, end, events_given=serves_a_stream), reads
 
 
 def _reads_a_ratio(policy: Policy) -> bool:

@@ -34,7 +34,7 @@ from controller.core.decide import Verdict, decide
 from controller.core.machine import Move, Shape
 from controller.core.model import RolloutId, RolloutStatus, State
 from controller.core.plan import Plan, TargetView, plan
-from controller.store.base import AuditDraft, Fence, Intent, PlannedIntent, Store, TransitionRow
+from controller.store.base import AuditDraft, Fence, Intent, PlannedIntent, SourceRead, Store, TransitionRow
 from policies.evaluator import Evaluator
 from policies.explain import condition
 from policies.operations import Operation
@@ -103,8 +103,12 @@ class Reconciler:
         attempts: int = 4,
         backoff: float = 0.2,
         dry_run: bool = False,
+        record_reads: Callable[[RolloutId, Sequence[SourceRead]], None] | None = None,
     ):
         self.store = store
+        # where source-read counts go: the store at once, or a buffer flushed in batches
+        # (`tidegate serve`, where thousands of rollouts tick)
+        self._record_reads = record_reads or store.record_source_reads
         self.dry_run = dry_run  # decide and plan, but journal nothing and touch no target
         self.observer = observer or (lambda event: None)
         self.attempts = attempts
@@ -364,6 +368,11 @@ class Reconciler:
         if move.after.state is State.FAILED:  # `failed` means humans were paged: record it with the move
             drafts.append(AuditDraft(now, actor, "page", rollout.id, {"reason": move.after.reason}))
         return drafts
+
+    def record_reads(self, rollout: LiveRollout, reads: Sequence[SourceRead]) -> None:
+        """Count a tick's source reads into the rollout's source health (`tidegate status`)."""
+        if not self.dry_run and reads:
+            self._record_reads(rollout.id, reads)
 
     def note(self, rollout: LiveRollout, at: float, kind: str, text: str) -> None:
         """Tell the observer something that is not a decision (a source without data)."""

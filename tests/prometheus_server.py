@@ -12,6 +12,10 @@ empty, so even samples from minutes ago load without overlap. They must lie with
 retention (15 d by default) or the first compaction deletes them; the tests use data a few
 hours old.
 
+`PrometheusServer.launch(workdir, config, *flags)` starts one with a config of the test's own
+(rule files beside it, an Alertmanager to notify) and no backfill. `LoopbackServer` is the
+process handling both share with tests/alertmanager_server.py.
+
 `require_prometheus()` skips with the reason when the binaries are missing — except in CI
 (CI=true), where it fails loudly instead.
 """
@@ -23,8 +27,10 @@ import shutil
 import socket
 import subprocess
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Self
 
 import httpx
 import pytest
@@ -41,21 +47,80 @@ def unavailable() -> str | None:
 
 
 def require_prometheus() -> None:
-    reason = unavailable()
+    require("Prometheus", unavailable())
+
+
+def require(component: str, reason: str | None) -> None:
+    """Skip when `reason` says the component cannot run — fail instead in CI (CI=true)."""
     if reason is None:
         return
     if os.environ.get("CI", "").strip().lower() == "true":
-        pytest.fail(f"a real Prometheus is required in CI and cannot start: {reason}", pytrace=False)
-    pytest.skip(f"real Prometheus unavailable (set CI=true to make this a failure): {reason}")
+        pytest.fail(f"a real {component} is required in CI and cannot start: {reason}", pytrace=False)
+    pytest.skip(f"real {component} unavailable (set CI=true to make this a failure): {reason}")
 
 
 @dataclass
-class PrometheusServer:
+class LoopbackServer:
+    """A server binary on a free loopback port, ready (GET /-/ready) until `stop()`."""
+
     url: str
     process: subprocess.Popen[bytes]
-    log: Path
+    log: Path  # <name>.log in the workdir: stdout and stderr
     startup_seconds: float
 
+    @classmethod
+    def spawn(cls, name: str, argv: Sequence[str], port: int, workdir: Path) -> Self:
+        """Run `argv` (which must listen on 127.0.0.1:`port`) and wait until it is ready."""
+        log = workdir / f"{name}.log"
+        began = time.monotonic()
+        with log.open("wb") as output:
+            process = subprocess.Popen(
+                list(argv), cwd=workdir, stdin=subprocess.DEVNULL, stdout=output, stderr=subprocess.STDOUT
+            )
+        server = cls(f"http://127.0.0.1:{port}", process, log, 0.0)
+        try:
+            server._wait_until_ready()
+        except BaseException:
+            server.stop()
+            raise
+        server.startup_seconds = time.monotonic() - began
+        return server
+
+    @property
+    def address(self) -> str:
+        """host:port, as other servers' configs name it."""
+        return self.url.removeprefix("http://")
+
+    def stop(self) -> None:
+        self.process.terminate()
+        try:
+            self.process.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait(timeout=15)
+
+    def _wait_until_ready(self) -> None:
+        name = self.log.stem
+        deadline = time.monotonic() + READY_WITHIN
+        with httpx.Client(timeout=2) as client:
+            while time.monotonic() < deadline:
+                if self.process.poll() is not None:
+                    raise RuntimeError(f"{name} exited during startup:\n{self.tail()}")
+                try:
+                    if client.get(f"{self.url}/-/ready").status_code == 200:
+                        return
+                except httpx.TransportError:
+                    pass
+                time.sleep(0.05)
+        raise RuntimeError(f"{name} not ready within {READY_WITHIN:.0f} s:\n{self.tail()}")
+
+    def tail(self, lines: int = 30) -> str:
+        """The end of the server's log, for a failing test's message."""
+        text = self.log.read_text(errors="replace") if self.log.exists() else ""
+        return "\n".join(text.splitlines()[-lines:])
+
+
+class PrometheusServer(LoopbackServer):
     @classmethod
     def start(cls, workdir: Path, openmetrics: str) -> PrometheusServer:
         data, source = workdir / "data", workdir / "backfill.om"
@@ -74,58 +139,21 @@ class PrometheusServer:
             capture_output=True,
             timeout=60,
         )
-        config = workdir / "prometheus.yml"
-        config.write_text(CONFIG)
+        return cls.launch(workdir, CONFIG)
+
+    @classmethod
+    def launch(cls, workdir: Path, config: str, *flags: str) -> PrometheusServer:
+        """Prometheus over workdir/data with `config` as workdir/prometheus.yml."""
+        (workdir / "prometheus.yml").write_text(config)
         port = _free_port()
-        log = workdir / "prometheus.log"
-        began = time.monotonic()
-        with log.open("wb") as output:
-            process = subprocess.Popen(
-                [
-                    str(shutil.which("prometheus")),
-                    f"--storage.tsdb.path={data}",
-                    f"--web.listen-address=127.0.0.1:{port}",
-                    f"--config.file={config}",
-                ],
-                cwd=workdir,
-                stdin=subprocess.DEVNULL,
-                stdout=output,
-                stderr=subprocess.STDOUT,
-            )
-        server = cls(f"http://127.0.0.1:{port}", process, log, 0.0)
-        try:
-            server._wait_until_ready()
-        except BaseException:
-            server.stop()
-            raise
-        server.startup_seconds = time.monotonic() - began
-        return server
-
-    def stop(self) -> None:
-        self.process.terminate()
-        try:
-            self.process.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
-            self.process.wait(timeout=15)
-
-    def _wait_until_ready(self) -> None:
-        deadline = time.monotonic() + READY_WITHIN
-        with httpx.Client(timeout=2) as client:
-            while time.monotonic() < deadline:
-                if self.process.poll() is not None:
-                    raise RuntimeError(f"prometheus exited during startup:\n{self._tail()}")
-                try:
-                    if client.get(f"{self.url}/-/ready").status_code == 200:
-                        return
-                except httpx.TransportError:
-                    pass
-                time.sleep(0.05)
-        raise RuntimeError(f"prometheus not ready within {READY_WITHIN:.0f} s:\n{self._tail()}")
-
-    def _tail(self, lines: int = 30) -> str:
-        text = self.log.read_text(errors="replace") if self.log.exists() else ""
-        return "\n".join(text.splitlines()[-lines:])
+        argv = [
+            str(shutil.which("prometheus")),
+            f"--storage.tsdb.path={workdir / 'data'}",
+            f"--web.listen-address=127.0.0.1:{port}",
+            f"--config.file={workdir / 'prometheus.yml'}",
+            *flags,
+        ]
+        return cls.spawn("prometheus", argv, port, workdir)
 
 
 def _free_port() -> int:

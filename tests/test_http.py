@@ -184,6 +184,35 @@ def test_timeouts_up_to_the_cap_are_a_transient_error_naming_the_timeout(
     assert len(fake.requests) == 3
 
 
+def test_no_attempt_starts_once_the_time_budget_is_spent(fake: Echo, client: httpx.Client) -> None:
+    waits: list[float] = []
+    fake.inject(Reply(200, delay=1.0))  # the first attempt times out after 0.2 s
+    retry = RetryPolicy(attempts=3, budget=0.1)
+    http = VendorHttp(
+        client, vendor="acme", base_url=fake.url, retry=retry, sleep=waits.append, timeout=httpx.Timeout(0.2)
+    )
+
+    with pytest.raises(Transient, match="timed out") as caught:
+        http.request("GET", "/v1/items/web")
+
+    assert (len(fake.requests), waits, caught.value.retried) == (1, [], True)
+
+
+def test_quick_failures_are_retried_within_the_time_budget(fake: Echo, client: httpx.Client) -> None:
+    waits: list[float] = []
+    fake.inject(Reply(503, {"message": "busy"}), times=2)
+    http = VendorHttp(
+        client,
+        vendor="acme",
+        base_url=fake.url,
+        retry=RetryPolicy(attempts=3, budget=5.0),
+        sleep=waits.append,
+    )
+
+    assert http.request("GET", "/v1/items/web").json() == {"id": "web"}
+    assert (len(fake.requests), len(waits)) == (3, 2)
+
+
 def test_a_reset_connection_is_retried(fake: Echo, client: httpx.Client) -> None:
     waits: list[float] = []
     fake.inject(Reply(reset=True), times=2)

@@ -89,6 +89,29 @@ def test_an_unreachable_source_is_no_data_never_zero(tmp_path: Path) -> None:
     assert "127.0.0.1:1" in progress or "health" in progress
 
 
+def test_status_counts_the_failed_reads_of_a_source_without_its_password(tmp_path: Path) -> None:
+    code, result, _ = _gate(tmp_path, errors=0, dsn="postgresql://postgres:hunter2-pw@127.0.0.1:1/test")
+    assert code == 3
+    env = {k: v for k, v in os.environ.items() if k != "TIDEGATE_DATABASE_URL"}
+
+    def status(*options: str) -> str:
+        done = subprocess.run(
+            [TIDEGATE, "status", *options], cwd=tmp_path, env=env, capture_output=True, text=True, check=True
+        )
+        assert "hunter2" not in done.stdout
+        return done.stdout
+
+    (row,) = json.loads(status("--json"))
+    (health,) = row["sources"]
+    # the history read, then one read per tick of the 3 s watch (at 0, 1, 2 and 3 s), all failed
+    assert (health["source"], health["ok_reads"], health["failed_reads"]) == ("health", 0, 5)
+    assert health["consecutive_failures"] == 5 and health["last_ok_at"] is None
+    assert health["last_error"].startswith("sql source 'health': cannot connect")
+    assert "127.0.0.1" in health["last_error"] and "\n" not in health["last_error"]
+    text = status(str(result["rollout"]))
+    assert "source health: 0 ok / 5 failed reads, 5 consecutive failures, last error at " in text
+
+
 @pytest.fixture(autouse=True)
 def _postgres_is_up() -> None:
     probe = subprocess.run(["pg_isready", "-q", "-h", "127.0.0.1"], check=False)

@@ -14,9 +14,17 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Protocol
 
+from adapters.http import RetryPolicy
 from policies.series import Event
 
 Columns = dict[str, tuple[list[float], list[float]]]  # column → (times, values), time-ordered
+
+# Retries of a source's HTTP requests, within one read. A read is worth less than an actuator
+# call: when it fails, the runtime reads the same interval again at the next tick, so a read
+# retries quick failures (refused, 5xx: 3 attempts, 0.25 s then 0.5 s, jittered), waits out a
+# Retry-After of at most 5 s, and starts no attempt 5 s after its first — a request that
+# timed out (10 s) is not tried again. docs/sources.md "How a failing source is handled".
+SOURCE_RETRY = RetryPolicy(attempts=3, initial=0.25, maximum=1.0, longest_wait=5.0, budget=5.0)
 
 
 @dataclass(frozen=True)

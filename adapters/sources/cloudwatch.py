@@ -44,7 +44,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from adapters.aws import AwsClient
 from adapters.errors import ActuatorError, ConfigError, SignalError
-from adapters.sources.base import Columns, ReadResult
+from adapters.sources.base import SOURCE_RETRY, Columns, ReadResult
 from policies.durations import parse_duration
 
 if TYPE_CHECKING:  # the registry imports this module, not the other way round
@@ -267,6 +267,11 @@ def build(name: str, settings: Mapping[str, object], context: SourceContext) -> 
             path=tuple(problem["loc"]),
         ) from None
     aws = AwsClient(
-        "cloudwatch", context.env, region=model.region, profile=model.profile, endpoint_url=model.endpoint_url
+        "cloudwatch",
+        context.env,
+        region=model.region,
+        profile=model.profile,
+        endpoint_url=model.endpoint_url,
+        retry=SOURCE_RETRY,
     )
     return CloudWatchSource(name, model, aws)

@@ -28,6 +28,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from adapters.errors import ActuatorError, ConfigError, SignalError
 from adapters.http import RetryPolicy, VendorHttp
+from adapters.sources.base import SOURCE_RETRY
 from policies.timestamps import parse_timestamp
 
 DEFAULT_SIGNAL = "incidents"
@@ -116,7 +117,7 @@ class Caller:
             base_url=base_url,
             headers={**(headers or {}), **({"Authorization": authorization(token)} if self.token else {})},
             secrets=[token] if self.token else [],
-            retry=retry,
+            retry=retry or SOURCE_RETRY,
             sleep=sleep,
             clock=clock,
         )

@@ -60,7 +60,7 @@ from pydantic_core import ErrorDetails
 from adapters.credentials import secret
 from adapters.errors import ActuatorError, ConfigError, SignalError
 from adapters.http import VendorHttp
-from adapters.sources.base import Columns, ReadResult
+from adapters.sources.base import SOURCE_RETRY, Columns, ReadResult
 from policies.durations import parse_duration
 
 if TYPE_CHECKING:
@@ -297,5 +297,6 @@ def build(name: str, settings: Mapping[str, object], context: SourceContext) -> 
         base_url=parsed.url,
         headers=auth.headers,
         secrets=auth.secrets,
+        retry=SOURCE_RETRY,
     )
     return PrometheusSource(name, parsed, http)

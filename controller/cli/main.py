@@ -113,9 +113,10 @@ def _history_from_sources(rollout: str, since: float, policies: list[Policy]) ->
     from controller.spec import load_rollout
 
     now = time.time()
-    signals, errors = read_history(live_sources(load_rollout(rollout)), now - since, now, policies)
-    for error in errors:
-        _err(f"warning: {error}")
+    signals, reads = read_history(live_sources(load_rollout(rollout)), now - since, now, policies)
+    for read in reads:
+        if read.error is not None:
+            _err(f"warning: {read.source}: {read.error}")
     return signals.data, bool(signals.data.events)
 
 

@@ -34,14 +34,14 @@ from controller.bootstrap import (
     was_lowered,
 )
 from controller.cli import remote
-from controller.cli.view import observer_for
+from controller.cli.view import observer_for, source_health_json, source_health_line
 from controller.core.model import RolloutId, RolloutStatus, State
 from controller.core.plan import Intent, plan
-from controller.driver import Mode, Outcome, drive, drive_live
+from controller.driver import Mode, Outcome, ReadCursor, drive, drive_live
 from controller.runtime import AUTOMATIC, LiveRollout, Reconciler
 from controller.spec import RolloutSpec, load_rollout, spec_from_json, target_views
 from controller.store import open_store
-from controller.store.base import AuditDraft, RolloutRecord, Store
+from controller.store.base import AuditDraft, RolloutRecord, SourceHealth, SourceRead, Store
 from policies.durations import parse_duration
 from policies.errors import TidegateError
 from policies.timestamps import format_timestamp
@@ -147,15 +147,20 @@ def _drive(
     try:
         record = None if (dry_run or mode is Mode.GATE) else _unfinished(store, spec.name)
         lowered = record is not None and was_lowered(store, record.id)
+        history: list[SourceRead] = []
+        cursor = ReadCursor()
         if sources:
             # Live: the rollout starts now (or when the unfinished one started); its evaluator
             # starts from the history the rules need, then each tick reads what is new.
             now = time.time()
             start = record.created_at if record is not None else now
-            signals, errors = read_history(sources, start - lookback(policies), now, policies)
+            since = start - lookback(policies)
+            signals, history = read_history(sources, since, now, policies)
             signals = Signals(signals.data, start, now, signals.events_given)
-            for error in errors:
-                print(f"warning: {error}", file=sys.stderr)
+            cursor = ReadCursor.after_history(history, since, now, max(lookback(policies), interval))
+            for read in history:
+                if read.error is not None:
+                    print(f"warning: {read.source}: {read.error}", file=sys.stderr)
         else:
             signals = signals or read_signals(spec)
         if record is None:
@@ -166,6 +171,7 @@ def _drive(
         rollout = live_rollout(record, spec, evaluator, state_dir(), lowered=lowered)
         reconciler = Reconciler(store, observer_for(echo), dry_run=dry_run)
         if sources:
+            reconciler.record_reads(rollout, history)
             until = signals.start + watch if watch is not None else math.inf
             result = drive_live(
                 reconciler,
@@ -175,7 +181,7 @@ def _drive(
                 interval=interval,
                 until=until,
                 mode=mode,
-                read_until=signals.end,
+                cursor=cursor,
             )
         else:
             until = min(signals.start + watch, signals.end) if watch is not None else signals.end
@@ -328,11 +334,12 @@ def status_command(
     state: StateOption = None,
     as_json: Annotated[bool, typer.Option("--json")] = False,
 ) -> None:
-    """Rollouts in the store: state, traffic, last reason."""
+    """Rollouts in the store: state, traffic, last reason, targets, and how each source's reads went."""
     store = open_store(state)
     try:
         records = [_find(store, rollout)] if rollout else store.list_rollouts()
-        rows = [_status_row(store, r) for r in records]
+        health = {r.id: store.source_health(r.id) for r in records}
+        rows = [_status_row(store, r, health[r.id]) for r in records]
     finally:
         store.close()
     if as_json:
@@ -340,15 +347,17 @@ def status_command(
         return
     if not rows:
         print("no rollouts yet")
-    for row in rows:
+    for record, row in zip(records, rows, strict=True):
         print(
             f"{row['id']:<28} {row['state']:<14} {row['traffic']:>3}%  since {row['since']}  {row['reason']}"
         )
         for target in row["targets"]:  # type: ignore[attr-defined]
             print(f"    {target}")
+        for source in health[record.id]:
+            print(f"    {source_health_line(source)}")
 
 
-def _status_row(store: Store, record: RolloutRecord) -> dict[str, object]:
+def _status_row(store: Store, record: RolloutRecord, health: list[SourceHealth]) -> dict[str, object]:
     intents = store.intents(record.id)
     last: dict[str, str] = {}
     for intent in intents:
@@ -364,6 +373,7 @@ def _status_row(store: Store, record: RolloutRecord) -> dict[str, object]:
         "since": format_timestamp(record.status.since),
         "reason": record.status.reason,
         "targets": list(last.values()),
+        "sources": [source_health_json(h) for h in health],
     }
 
 

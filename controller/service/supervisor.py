@@ -21,9 +21,10 @@ import asyncio
 import contextlib
 import hashlib
 import logging
+import threading
 import time
 import uuid
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -47,6 +48,7 @@ from controller.store.base import (
     Lease,
     ManualRequest,
     RolloutRecord,
+    SourceRead,
     Store,
     StoreError,
     UnknownRollout,
@@ -84,7 +86,8 @@ class Service:
         self.clock = clock
         self.metrics = metrics or Metrics()
         self._observers = [o for o in (observer, self.metrics.observe) if o is not None]
-        self.reconciler = Reconciler(store, self._observe)
+        self.reads = ReadsBuffer(store)
+        self.reconciler = Reconciler(store, self._observe, record_reads=self.reads.add)
         self.inbox = CachedInbox(store)
         self.context = SourceContext(env=env, inbox=self.inbox)
         self.handles: dict[RolloutId, Handle] = {}
@@ -206,6 +209,7 @@ class Service:
                 task.cancel()
             await asyncio.gather(*loops, return_exceptions=True)
             await self._stop_workers(list(self.handles))
+            await asyncio.to_thread(self.reads.flush)
             await asyncio.to_thread(self.store.release_leases, self.config.replica)
             log.info("released every lease; stopped")
 
@@ -328,6 +332,7 @@ class Service:
             self.wake(rollout_id, requests=True)
 
     def _pending(self) -> tuple[int, list[RolloutId]]:
+        self.reads.flush()
         return self.store.inbox_head(), self.store.rollouts_with_requests()
 
     async def _rescan_loop(self) -> None:
@@ -375,6 +380,30 @@ class Service:
 
 class UnknownEndpoint(TidegateError):
     pass
+
+
+class ReadsBuffer:
+    """Source-read counts of every rollout, written to the store in one transaction per poll
+    period instead of one per rollout step (a step must not wait for an fsync to count)."""
+
+    def __init__(self, store: Store) -> None:
+        self.store = store
+        self._lock = threading.Lock()
+        self._pending: list[tuple[RolloutId, Sequence[SourceRead]]] = []
+
+    def add(self, rollout_id: RolloutId, reads: Sequence[SourceRead]) -> None:
+        with self._lock:
+            self._pending.append((rollout_id, reads))
+
+    def flush(self) -> None:
+        with self._lock:
+            batch, self._pending = self._pending, []
+        try:
+            self.store.record_source_reads_batch(batch)
+        except StoreError:
+            with self._lock:  # kept for the next flush: counts are late, never lost
+                self._pending[:0] = batch
+            raise
 
 
 class CachedInbox:

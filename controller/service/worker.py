@@ -40,10 +40,10 @@ from controller.bootstrap import (
 )
 from controller.core.decide import decide
 from controller.core.machine import NotAllowed
-from controller.driver import gather
+from controller.driver import ReadCursor, gather
 from controller.runtime import LiveRollout, Reconciler
 from controller.spec import LiveSource, ReplaySource, RolloutSpec, spec_from_json
-from controller.store.base import Lease, LeaseLost, RolloutRecord, Store
+from controller.store.base import Lease, LeaseLost, RolloutRecord, SourceRead, Store
 from policies.errors import TidegateError
 
 log = logging.getLogger("tidegate.service")
@@ -96,10 +96,9 @@ class RolloutWorker:
         self._state_dir = state_dir
         self._instrument = instrument
         self.rollout: LiveRollout | None = None
-        self.last_read = self.start
         self.next_k = 0
         self.last_step = -math.inf
-        self.source_errors: list[str] = []
+        self.cursor = ReadCursor()  # per source: where its next read starts
 
     @property
     def id(self) -> str:
@@ -107,8 +106,7 @@ class RolloutWorker:
 
     def load(self, now: float) -> LiveRollout:
         """Read the history, build the evaluator and rebuild the rule streaks."""
-        signals, errors = self._history(now)
-        self.source_errors = errors
+        signals, reads = self._history(now)
         evaluator = build_evaluator(self._policies, signals)
         record = self.store.get_rollout(self.record.id) or self.record
         self.record = record
@@ -128,7 +126,7 @@ class RolloutWorker:
             rollout.last_verdict = decide(rollout.last_states)
         self.next_k = resume_at
         self.last_step = self.start + (resume_at - 1) * self.interval
-        self.last_read = now
+        self.reconciler.record_reads(rollout, reads)
         self.rollout = rollout
         return rollout
 
@@ -163,9 +161,8 @@ class RolloutWorker:
         return self.rollout is not None and self.rollout.status.state.terminal
 
     def _read(self, rollout: LiveRollout, now: float) -> None:
-        if now > self.last_read and self.sources:
-            gather(self.reconciler, rollout, self.sources, self.last_read, now)
-        self.last_read = max(self.last_read, now)
+        if self.sources:  # each from where its last answered read ended (a failed one is re-read)
+            gather(self.reconciler, rollout, self.sources, self.cursor, now)
 
     def _do_requests(self, rollout: LiveRollout, now: float) -> None:
         for request in self.store.pending_requests(rollout.id):
@@ -177,22 +174,23 @@ class RolloutWorker:
             detail = f"{move.before.state.value} → {move.after.state.value} at {move.after.traffic}%"
             self.store.finish_request(request.id, "done", detail, now, rollout.fence)
 
-    def _history(self, now: float) -> tuple[Signals, list[str]]:
+    def _history(self, now: float) -> tuple[Signals, list[SourceRead]]:
         data = ReplayData()
         if any(isinstance(s, ReplaySource) for s in self.spec.sources):
             replayed = read_signals(self.spec)
             data = _shifted(replayed.data, self.start - replayed.start)
-        errors: list[str] = []
+        reads: list[SourceRead] = []
         events_given = any(isinstance(s, ReplaySource) and s.events is not None for s in self.spec.sources)
         if self.sources:
-            history, errors = read_history(
-                self.sources, self.start - lookback(self._policies), now, self._policies
-            )
+            since = self.start - lookback(self._policies)
+            history, reads = read_history(self.sources, since, now, self._policies)
+            horizon = max(lookback(self._policies), self.interval)
+            self.cursor = ReadCursor.after_history(reads, since, now, horizon)
             data.columns.update(history.data.columns)
             data.events.extend(history.data.events)
             data.events.sort(key=lambda e: e.time)
             events_given = events_given or history.events_given
-        return Signals(data, self.start, now, events_given), errors
+        return Signals(data, self.start, now, events_given), reads
 
 
 def _shifted(data: ReplayData, by: float) -> ReplayData:

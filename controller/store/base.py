@@ -157,6 +157,28 @@ class AuditEntry:
 
 
 @dataclass(frozen=True)
+class SourceRead:
+    """How one tick's read of one source went: answered (`error` None) or not."""
+
+    source: str
+    at: float
+    error: str | None = None  # the SignalError's text: secret-free by the sources' contract
+
+
+@dataclass(frozen=True)
+class SourceHealth:
+    """One rollout's reads of one source so far (`tidegate status`)."""
+
+    source: str
+    ok_reads: int
+    failed_reads: int
+    consecutive_failures: int  # 0 once a read answers again
+    last_ok_at: float | None
+    last_error_at: float | None
+    last_error: str  # "" until a read fails; kept after recovery, with last_error_at
+
+
+@dataclass(frozen=True)
 class VerifyReport:
     ok: bool
     rows: int
@@ -211,6 +233,18 @@ class Store(Protocol):
 
     def evaluations(self, rollout_id: RolloutId, limit: int = 500) -> list[EvaluationRow]:
         """The newest `limit` recorded decision changes, oldest first."""
+        ...
+
+    def record_source_reads(self, rollout_id: RolloutId, reads: Sequence[SourceRead]) -> None:
+        """Count a tick's reads into the rollout's per-source health, in one transaction."""
+        ...
+
+    def source_health(self, rollout_id: RolloutId) -> list[SourceHealth]:
+        """Per source, by name; sources never read are absent."""
+        ...
+
+    def record_source_reads_batch(self, batch: Sequence[tuple[RolloutId, Sequence[SourceRead]]]) -> None:
+        """Many rollouts' reads in one transaction (the service flushes them so)."""
         ...
 
     def append_audit(self, draft: AuditDraft, fence: Fence | None = None) -> AuditEntry: ...

@@ -87,7 +87,22 @@ INITIAL_SCHEMA = (
     f"INSERT INTO audit_head (id, last_id, last_hash) VALUES (1, 0, '{GENESIS_HASH}')",
 )
 
-# `tidegate serve`: leases with fencing tokens, the live replicas, pushed events and manual
+# step 2: per rollout and source, how its reads went — counted by the runtime each tick and
+# shown by `tidegate status` (a failing source is "no data", never silent)
+SOURCE_HEALTH = (
+    """CREATE TABLE source_health (
+        rollout_id TEXT NOT NULL REFERENCES rollouts (id),
+        source TEXT NOT NULL,
+        ok_reads BIGINT NOT NULL,
+        failed_reads BIGINT NOT NULL,
+        consecutive_failures BIGINT NOT NULL,
+        last_ok_at DOUBLE PRECISION,
+        last_error_at DOUBLE PRECISION,
+        last_error TEXT NOT NULL,
+        PRIMARY KEY (rollout_id, source))""",
+)
+
+# step 3, `tidegate serve`: leases with fencing tokens, the live replicas, pushed events and manual
 # requests — the store is how replicas hand work to each other (controller/service).
 SERVICE_SCHEMA = (
     """CREATE TABLE replicas (
@@ -121,7 +136,7 @@ SERVICE_SCHEMA = (
     "CREATE INDEX requests_pending ON requests (rollout_id) WHERE outcome IS NULL",
 )
 
-MIGRATIONS: tuple[tuple[str, ...], ...] = (INITIAL_SCHEMA, SERVICE_SCHEMA)
+MIGRATIONS: tuple[tuple[str, ...], ...] = (INITIAL_SCHEMA, SOURCE_HEALTH, SERVICE_SCHEMA)
 
 LATEST_VERSION = len(MIGRATIONS)
 

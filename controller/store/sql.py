@@ -18,7 +18,7 @@ from types import TracebackType
 from typing import Any, Protocol
 
 from controller.core.model import Op, Operation, RolloutId, RolloutStatus, State
-from controller.store import service_sql
+from controller.store import service_sql, source_health
 from controller.store.audit import ChainHead, canonical_json, seal, verify
 from controller.store.base import (
     AuditDraft,
@@ -32,6 +32,8 @@ from controller.store.base import (
     ManualRequest,
     PlannedIntent,
     RolloutRecord,
+    SourceHealth,
+    SourceRead,
     StaleStatus,
     StoreError,
     TransitionRow,
@@ -244,6 +246,22 @@ class SqlStore:
         with self._transaction() as tx:
             found = tx.rows(SELECT_EVALUATIONS, (rollout_id, limit))
         return [EvaluationRow(RolloutId(r[0]), float(r[1]), r[2], r[3]) for r in reversed(found)]
+
+    def record_source_reads(self, rollout_id: RolloutId, reads: Sequence[SourceRead]) -> None:
+        if reads:
+            with self._transaction(write=True) as tx:
+                source_health.record(tx, rollout_id, reads)
+
+    def record_source_reads_batch(self, batch: Sequence[tuple[RolloutId, Sequence[SourceRead]]]) -> None:
+        if batch:
+            with self._transaction(write=True) as tx:
+                for rollout_id, reads in batch:
+                    source_health.record(tx, rollout_id, reads)
+
+    def source_health(self, rollout_id: RolloutId) -> list[SourceHealth]:
+        with self._transaction() as tx:
+            found = tx.rows(source_health.SELECT, (rollout_id,))
+        return [source_health.from_row(row) for row in found]
 
     def append_audit(self, draft: AuditDraft, fence: Fence | None = None) -> AuditEntry:
         with self._transaction(write=True, audited=True) as tx:

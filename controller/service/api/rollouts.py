@@ -10,6 +10,7 @@ from fastapi import APIRouter, HTTPException
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
 
+from controller.cli.view import source_health_json
 from controller.core.machine import NotAllowed
 from controller.core.model import RolloutId
 from controller.service.api.auth import ACT_ERRORS, READ_ERRORS, Admin, Operator, TheService, Viewer, role
@@ -62,12 +63,14 @@ async def register(body: RegisterRequest, service: TheService, who: Admin) -> di
 
 @router.get("/rollouts/{rollout_id}", openapi_extra=role("viewer"))
 async def get_rollout(rollout_id: str, service: TheService, who: Viewer) -> dict[str, Any]:
-    """State, step, what each target was last told and answered, and the rules' readings."""
+    """State, step, what each target was last told and answered, the rules' readings (when
+    this replica holds the rollout) and each source's read health."""
     store = service.store
     record = await _record(store, rollout_id)
     intents = await asyncio.to_thread(store.intents, record.id)
     evaluations = await asyncio.to_thread(store.evaluations, record.id, 1)
     lease = await asyncio.to_thread(store.leases, record.id)
+    health = await asyncio.to_thread(store.source_health, record.id)
     spec = spec_from_json(record.spec_json)
     targets = []
     for target in spec.targets:
@@ -87,6 +90,7 @@ async def get_rollout(rollout_id: str, service: TheService, who: Viewer) -> dict
         "previous_version": spec.previous_version,
         "targets": targets,
         "rules": service.rules_of(record.id),
+        "sources": [source_health_json(h) for h in health],
         "last_evaluation": evaluation_json(evaluations[-1]) if evaluations else None,
     }
 
