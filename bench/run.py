@@ -20,6 +20,7 @@ from typing import Any
 
 BACKTEST_TARGET = 3.0  # × the time csv.reader alone needs for the same file
 LIVE_TARGET_MS, LIVE_TARGET_MB = 50.0, 300.0
+SOURCE_TARGET_S = 2.0
 
 
 def child(module: str, *args: str) -> Any:
@@ -83,6 +84,29 @@ def live_table(rows: list[dict[str, Any]]) -> list[str]:
     return lines
 
 
+def source_read_table(r: dict[str, Any]) -> list[str]:
+    """One tick of signal reads from one real Prometheus, batched, and one query per rollout."""
+    extrapolated = r["unbatched_rollouts"] < r["rollouts"]
+    unbatched_requests = r["unbatched_requests"] * r["rollouts"] // max(1, r["unbatched_rollouts"])
+    label = f"a query per rollout (EXTRAPOLATED from {r['unbatched_rollouts']})" if extrapolated else ""
+    lines = [
+        "| reads | rollouts × signals (queries) | tick, median (max) | tick CPU | HTTP requests per tick "
+        "| bytes read per tick |",
+        "|---|---|---|---|---|---|",
+        f"| batched: `by (rollout)` + `select` | {r['rollouts']:,} × {r['signals']} ({r['columns']}) "
+        f"| **{r['tick_s_median'] * 1000:.0f} ms** ({r['tick_s_max'] * 1000:.0f}) "
+        f"| {r['tick_cpu_s_median'] * 1000:.0f} ms | {r['requests_per_tick']:,} | {r['bytes_per_tick']:,} |",
+        f"| {label or 'a query per rollout'} "
+        f"| {r['rollouts']:,} × {r['signals']} ({r['columns']}) | {r['unbatched_s_all'] * 1000:.0f} ms | — "
+        f"| {unbatched_requests:,} | {'—' if extrapolated else format(r['unbatched_bytes'], ',')} |",
+        "",
+    ]
+    if r["rollouts"] != 1000:
+        return [*lines, "(A quick run: the target is for 1,000 rollouts.)"]
+    verdict = "met" if r["tick_s_median"] < SOURCE_TARGET_S else "not met"
+    return [*lines, f"Target: one tick under {SOURCE_TARGET_S:.0f} s — {verdict}."]
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="smaller inputs, for a smoke run")
@@ -98,6 +122,9 @@ def main() -> None:
         child("bench.live_tick", "--rollouts", rollouts, "--naive", "--runs", "3"),
     ]
     print("\n".join(live_table(live)))
+    print("\n## Signal reads: one tick from one real Prometheus\n")
+    read = child("bench.source_read", "--rollouts", "100" if options.quick else "1000")
+    print("\n".join(source_read_table(read)))
     if not options.no_quality and importlib.util.find_spec("bench.decision_quality") is not None:
         print("\n## Decision quality\n", flush=True)
         quality = ["--markdown"] + (

@@ -9,6 +9,7 @@ rollout.yaml:
         step: 30s                              # one sample per step, on the step grid
         staleness: 5m                          # handed to the runtime: older than this = no value
         token_env: PROM_TOKEN                  # bearer auth, or: username + password_env (basic)
+        select: {rollout: checkout-42}         # optional: this rollout's series of per-rollout queries
         signals:
           latency_p95: histogram_quantile(0.95, sum by (le) (rate(http_request_seconds_bucket[5m])))
           error_rate:                          # a ratio signal: two per-step COUNTS, not rates
@@ -25,6 +26,19 @@ What the user must write
   these per-step counts over the rule's window. With Prometheus 2.x the range `[30s]` is
   closed, so it holds the samples at both step boundaries and `increase` is the exact
   difference; the scrape interval should be shorter than `step`.
+
+Many rollouts, one query (`select`)
+- With `select: {label: value, ...}` every query may return one series PER rollout
+  (`sum by (rollout) (increase(http_requests_total{code=~"5.."}[30s]))`), and the source
+  keeps the one series whose labels include all of `select`. No such series: no samples
+  (that rollout has no data; never a zero). Several: a SignalError naming the source and the
+  query (group by every selected label). Series, but none carrying the selected labels at
+  all: a SignalError too (the query lacks `by (label)`).
+- Requests go through the context's `PrometheusBatcher` (prometheus_batch.py): sources
+  built from one SourceContext whose queries have the same text, URL, credential and window
+  share ONE HTTP request, so 1,000 rollouts cost one request per distinct query per tick.
+  `ReadResult.queries` / `bytes_read` count what this read itself sent and received; a read
+  served by another's request counts zero.
 
 Reads
 - `read(start, end)` returns the samples at the step-grid times t (multiples of `step`) with
@@ -49,9 +63,11 @@ from __future__ import annotations
 
 import base64
 import math
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from functools import partial
+from typing import TYPE_CHECKING
 from urllib.parse import urlencode
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
@@ -61,6 +77,7 @@ from adapters.credentials import secret
 from adapters.errors import ActuatorError, ConfigError, SignalError
 from adapters.http import VendorHttp
 from adapters.sources.base import SOURCE_RETRY, Columns, ReadResult
+from adapters.sources.prometheus_batch import Answer, PrometheusBatcher, RangeKey, answer_from, auth_identity
 from policies.durations import parse_duration
 
 if TYPE_CHECKING:
@@ -69,6 +86,7 @@ if TYPE_CHECKING:
 QUERY_RANGE = "/api/v1/query_range"
 MAX_POINTS = 11_000  # Prometheus rejects a range query with more points per series
 CHUNK_POINTS = 10_000  # points per query when a long window is split
+LABEL_NAME = re.compile(r"[a-zA-Z_][a-zA-Z0-9_]*")  # Prometheus' label name syntax
 
 
 def _duration(text: str) -> str:
@@ -98,6 +116,7 @@ class PrometheusSettings(BaseModel):
     token_env: str | None = Field(default=None, min_length=1)  # bearer
     username: str | None = Field(default=None, min_length=1)  # basic, with password_env
     password_env: str | None = Field(default=None, min_length=1)
+    select: dict[str, str] | None = Field(default=None, min_length=1)  # label → value
     signals: dict[str, str | RatioQuery] = Field(min_length=1)
 
     @field_validator("step", "staleness")
@@ -113,6 +132,14 @@ class PrometheusSettings(BaseModel):
                 raise ValueError(f"signal {name!r} has an empty query")
             if ":" in name or not name:
                 raise ValueError(f"signal name {name!r} must be a plain name (no ':')")
+        return value
+
+    @field_validator("select")
+    @classmethod
+    def _label_names(cls, value: dict[str, str] | None) -> dict[str, str] | None:
+        for label in value or {}:
+            if not LABEL_NAME.fullmatch(label):
+                raise ValueError(f"{label!r} is not a Prometheus label name")
         return value
 
     @model_validator(mode="after")
@@ -158,10 +185,18 @@ def auth_from(settings: PrometheusSettings, env: Mapping[str, str], name: str) -
 class PrometheusSource:
     """Reads the bound signals with /api/v1/query_range on the step grid."""
 
-    def __init__(self, name: str, settings: PrometheusSettings, http: VendorHttp) -> None:
+    def __init__(
+        self,
+        name: str,
+        settings: PrometheusSettings,
+        http: VendorHttp,
+        batcher: PrometheusBatcher | None = None,
+    ) -> None:
         self._name = name
         self.settings = settings
         self.http = http
+        self.batcher = batcher if batcher is not None else PrometheusBatcher()
+        self._identity = auth_identity(http.headers)
         self.step = settings.step_seconds
         self.staleness = settings.staleness_seconds
         self._queries: dict[str, str] = {}  # column → PromQL
@@ -192,18 +227,26 @@ class PrometheusSource:
             chunk_start = first
             while chunk_start <= last:
                 chunk_end = min(last, chunk_start + (CHUNK_POINTS - 1) * self.step)
-                body, size = self._query_range(query, chunk_start, chunk_end)
-                queries += 1
-                bytes_read += size
-                for time, value in self._samples(query, body):
+                key = RangeKey(self.http.base_url, self._identity, query, chunk_start, chunk_end, self.step)
+                answer, sent = self.batcher.fetch(key, partial(self._query_range, key))
+                if sent:
+                    queries += 1
+                    bytes_read += answer.size
+                for time, value in self._samples(query, answer):
                     if start < time <= end:
                         times.append(time)
                         values.append(value)
                 chunk_start = chunk_end + self.step
         return ReadResult(columns, [], queries, bytes_read)
 
-    def _query_range(self, query: str, start: float, end: float) -> tuple[Any, int]:
-        form = {"query": query, "start": _number(start), "end": _number(end), "step": _number(self.step)}
+    def _query_range(self, key: RangeKey) -> Answer:
+        """One HTTP request; every failure becomes an Answer whose error each reader raises."""
+        form = {
+            "query": key.query,
+            "start": _number(key.start),
+            "end": _number(key.end),
+            "step": _number(key.step),
+        }
         try:
             response = self.http.request(
                 "POST",  # form body: long queries fit, and the query never sits in a URL or log line
@@ -212,31 +255,26 @@ class PrometheusSource:
                 headers={"Content-Type": "application/x-www-form-urlencoded"},
                 ok=(200,),
             )
-        except ActuatorError as error:
-            raise self._error(query, str(error)) from None
+        except ActuatorError as error:  # shared: the leader's own name is not part of the reason
+            return Answer(error=str(error).removeprefix(f"{self.http.vendor}: "))
         try:
             body = response.json()
         except ValueError:
-            raise self._error(query, "the answer is not JSON") from None
-        return body, len(response.content)
+            return Answer(size=len(response.content), error="the answer is not JSON")
+        return answer_from(body, len(response.content))
 
-    def _samples(self, query: str, body: Any) -> list[tuple[float, float]]:
-        if not isinstance(body, dict) or body.get("status") != "success":
-            said = body.get("error") if isinstance(body, dict) else None
-            raise self._error(query, f"status is not success: {said!r}" if said else "malformed answer")
-        data = body.get("data")
-        if not isinstance(data, dict) or data.get("resultType") != "matrix":
-            kind = data.get("resultType") if isinstance(data, dict) else None
-            raise self._error(query, f"expected a matrix result, got {kind!r}")
-        result = data.get("result")
-        if not isinstance(result, list):
-            raise self._error(query, "malformed answer: result is not a list")
+    def _samples(self, query: str, answer: Answer) -> list[tuple[float, float]]:
+        if answer.error is not None:
+            raise self._error(query, answer.error)
+        select = self.settings.select
+        result = answer.series if select is None else answer.matching(select)
+        if result is None:
+            labels = ", ".join(sorted(select or {}))
+            raise self._error(query, f"no series has the label(s) {labels} of `select` (add `by ({labels})`)")
         if not result:
             return []  # no data: no samples, never a zero
         if len(result) > 1:
-            raise self._error(
-                query, f"returned {len(result)} series, expected one (aggregate it, e.g. sum(...))"
-            )
+            raise self._error(query, self._several(len(result)))
         series = result[0]
         raw = series.get("values") if isinstance(series, dict) else None
         if not isinstance(raw, list):
@@ -254,6 +292,13 @@ class PrometheusSource:
                 samples.append((time, value))
         samples.sort(key=lambda sample: sample[0])
         return samples
+
+    def _several(self, count: int) -> str:
+        if self.settings.select is None:
+            return f"returned {count} series, expected one (aggregate it, e.g. sum(...))"
+        labels = ", ".join(sorted(self.settings.select))
+        wanted = self.settings.select
+        return f"returned {count} series matching select {wanted}, expected one (group by ({labels}))"
 
     def _error(self, query: str, reason: str) -> SignalError:
         text = f"source {self._name!r} (prometheus): query {query!r}: {reason}"
@@ -299,4 +344,4 @@ def build(name: str, settings: Mapping[str, object], context: SourceContext) -> 
         secrets=auth.secrets,
         retry=SOURCE_RETRY,
     )
-    return PrometheusSource(name, parsed, http)
+    return PrometheusSource(name, parsed, http, context.prometheus)

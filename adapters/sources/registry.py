@@ -17,13 +17,18 @@ import httpx
 from adapters.errors import ConfigError
 from adapters.sources import cloudwatch, opsgenie, pagerduty, prometheus, pushed, sentry, sql
 from adapters.sources.base import Source
+from adapters.sources.prometheus_batch import PrometheusBatcher
 
 
 @dataclass(frozen=True)
 class SourceContext:
+    """What every source built for a process shares: the environment, the HTTP client, and
+    the batcher through which `prometheus` sources with the same query share one request."""
+
     env: Mapping[str, str] = field(default_factory=lambda: dict(os.environ))
     http: httpx.Client | None = None
     inbox: pushed.Inbox | None = None  # the store's webhook inbox, under `tidegate serve`
+    prometheus: PrometheusBatcher = field(default_factory=PrometheusBatcher)
 
     def client(self) -> httpx.Client:
         return self.http if self.http is not None else httpx.Client()

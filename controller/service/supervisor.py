@@ -28,6 +28,8 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import httpx
+
 from adapters.sources import opsgenie, pagerduty, sentry, webhooks
 from adapters.sources.incidents import DEFAULT_SIGNAL
 from adapters.sources.registry import SourceContext
@@ -89,7 +91,9 @@ class Service:
         self.reads = ReadsBuffer(store)
         self.reconciler = Reconciler(store, self._observe, record_reads=self.reads.add)
         self.inbox = CachedInbox(store)
-        self.context = SourceContext(env=env, inbox=self.inbox)
+        # one HTTP client (connection pool) and one Prometheus batcher for every rollout's
+        # sources: rollouts whose queries match share one request per tick
+        self.context = SourceContext(env=env, inbox=self.inbox, http=httpx.Client())
         self.handles: dict[RolloutId, Handle] = {}
         self.leases: dict[RolloutId, Lease] = {}
         self.ready = False
