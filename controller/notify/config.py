@@ -18,6 +18,7 @@ Templates are checked here, at load time: a mistake is reported at its line in t
 
 from __future__ import annotations
 
+import re
 from typing import Annotated, Any, Literal
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Discriminator, Field, Tag
@@ -26,8 +27,24 @@ from controller.notify.messages import MessageKind
 from controller.notify.templates import check
 from policies.schema import Duration, PolicyId
 
-EnvName = Annotated[str, Field(pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")]
-HttpUrl = Annotated[str, Field(pattern=r"^https?://[^\s/]+(/\S*)?$")]
+_ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+_URL = re.compile(r"^https?://[^\s/]+(/\S*)?$")
+
+
+def _env_name(text: str) -> str:
+    if not _ENV_NAME.fullmatch(text):  # a value pasted here instead of a name must not be echoed
+        raise ValueError("expected the name of an environment variable, like SLACK_WEBHOOK_URL")
+    return text
+
+
+def _url(text: str) -> str:
+    if not _URL.fullmatch(text):
+        raise ValueError(f"expected an http:// or https:// URL, got {text!r}")
+    return text
+
+
+HttpUrl = Annotated[str, AfterValidator(_url)]
+EnvName = Annotated[str, AfterValidator(_env_name)]
 DEFAULT_ON = (
     MessageKind.START,
     MessageKind.MITIGATION,
@@ -100,11 +117,11 @@ class WebhookSpec(_Notifier):
 
 def _kind(value: Any) -> str | None:
     kind = value.get("kind") if isinstance(value, dict) else getattr(value, "kind", None)
-    return {"slack": "Slack", "webhook": "Webhook"}.get(str(kind))
+    return {"slack": "SlackSpec", "webhook": "WebhookSpec"}.get(str(kind))
 
 
 NotifierSpec = Annotated[
-    Annotated[SlackSpec, Tag("Slack")] | Annotated[WebhookSpec, Tag("Webhook")],
+    Annotated[SlackSpec, Tag("SlackSpec")] | Annotated[WebhookSpec, Tag("WebhookSpec")],
     Discriminator(
         _kind,
         custom_error_type="notifier_kind",

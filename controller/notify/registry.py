@@ -7,6 +7,7 @@ without a test module fails tests/test_notify_registry.py.
 from __future__ import annotations
 
 import re
+import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 
@@ -21,6 +22,10 @@ from controller.notify.templates import Templates
 from controller.notify.webhook import Webhook
 
 LONGEST_RETRY_AFTER = 60.0  # seconds: a notifier asked to wait longer gives the message up
+# Backoff 1–2 s, 2–4 s, 4–8 s … (jittered, capped at 30 s): every retry falls in a later second,
+# so a signed webhook delivery is re-signed with a new timestamp — a receiver's replay guard
+# would reject the same signature twice — and Slack's one-message-a-second pace is respected.
+RETRY_INITIAL, RETRY_MAXIMUM = 2.0, 30.0
 _URL = re.compile(r"^https?://[^\s/]+/\S+$")
 Spec = SlackSpec | WebhookSpec
 
@@ -30,6 +35,7 @@ class BuildContext:
     env: Mapping[str, str]
     client: httpx.Client
     sleep: Callable[[float], None]
+    clock: Callable[[], float]
 
 
 def build_slack(spec: Spec, context: BuildContext) -> Notifier:
@@ -52,6 +58,7 @@ def build_slack(spec: Spec, context: BuildContext) -> Notifier:
         retry=_retry(spec),
         timeout=spec.timeout,
         sleep=context.sleep,
+        clock=context.clock,
     )
 
 
@@ -75,6 +82,7 @@ def build_webhook(spec: Spec, context: BuildContext) -> Notifier:
         retry=_retry(spec),
         timeout=spec.timeout,
         sleep=context.sleep,
+        clock=context.clock,
     )
 
 
@@ -90,13 +98,15 @@ def build_dispatcher(
     http_client: httpx.Client,
     *,
     sleep: Callable[[float], None] | None = None,
+    clock: Callable[[], float] = time.time,
     dedupe_window: float = DEDUPE_WINDOW,
 ) -> Dispatcher:
     """A Dispatcher with one channel per configured notifier. Secrets are read from `env` now,
     so a missing variable is a ConfigError at start-up (naming the variable, never a value)
-    rather than a silent channel. `sleep` replaces the waits between retries (tests)."""
+    rather than a silent channel. `sleep` and `clock` replace the waits between retries and
+    the signing time (tests)."""
     shutdown = Shutdown()
-    context = BuildContext(env, http_client, sleep or shutdown.sleep)
+    context = BuildContext(env, http_client, sleep or shutdown.sleep, clock)
     channels = []
     for index, spec in enumerate(specs):
         try:
@@ -112,4 +122,6 @@ def _templates(spec: Spec) -> Templates:
 
 
 def _retry(spec: Spec) -> RetryPolicy:
-    return RetryPolicy(attempts=spec.attempts, longest_wait=LONGEST_RETRY_AFTER)
+    return RetryPolicy(
+        attempts=spec.attempts, initial=RETRY_INITIAL, maximum=RETRY_MAXIMUM, longest_wait=LONGEST_RETRY_AFTER
+    )

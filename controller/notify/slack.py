@@ -47,6 +47,7 @@ class Slack:
         retry: RetryPolicy,
         timeout: float,
         sleep: Callable[[float], None] = time.sleep,
+        clock: Callable[[], float] = time.time,
     ) -> None:
         self._name = name
         self._templates = templates
@@ -61,6 +62,7 @@ class Slack:
             secrets=self.secrets,
             retry=retry,
             sleep=sleep,
+            clock=clock,
             timeout=httpx.Timeout(timeout),
         )
 
