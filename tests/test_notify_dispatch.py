@@ -38,10 +38,10 @@ def test_a_hanging_and_a_failing_receiver_do_not_slow_the_rollback_and_close_giv
     client: httpx.Client, tmp_path: Path
 ) -> None:
     with FakeVendor() as hung, FakeVendor() as broken:
-        hung.inject(Reply(200, {}, delay=5.0), times=100)  # answers long after our timeout
+        hung.inject(Reply(200, {}, delay=5.0), times=100)  # answers long after our 2 s timeout
         broken.inject(Reply(500, {"message": "down"}), times=100)
         dispatcher = build_dispatcher(  # real waits between retries, real timeouts
-            [webhook("hung", f"{hung.url}/hook", timeout="300ms"), webhook("broken", f"{broken.url}/hook")],
+            [webhook("hung", f"{hung.url}/hook", timeout="2s"), webhook("broken", f"{broken.url}/hook")],
             {},
             client,
         )
@@ -55,8 +55,9 @@ def test_a_hanging_and_a_failing_receiver_do_not_slow_the_rollback_and_close_giv
         dispatcher.close(timeout=1.0)
         closed_in = time.monotonic() - closing
 
-    assert took < 0.5, f"the rollback took {took:.2f}s with its notifiers down"
-    assert closed_in < 1.5, f"close() took {closed_in:.2f}s"
+    # Waiting on either receiver would cost at least its 2 s timeout (or the 1 s retry wait).
+    assert took < 1.0, f"the rollback took {took:.2f}s with its notifiers down"
+    assert closed_in < 2.0, f"close() took {closed_in:.2f}s"
     counters = dispatcher.counters()
     assert counters["hung"].sent == counters["broken"].sent == 0
     assert counters["hung"].pending == counters["broken"].pending == 0
@@ -143,7 +144,11 @@ def test_a_full_queue_drops_its_oldest_message_with_a_counted_warning(
     assert gate.kinds == ["start", "resolved"]
     counters = dispatcher.counters()["slow"]
     assert (counters.sent, counters.dropped, counters.failed, counters.pending) == (2, 1, 0, 0)
-    (warning,) = [r for r in caplog.records if r.name == "tidegate.notify" and r.levelno == logging.WARNING]
+    (warning,) = [  # (a worker of an earlier test may still be logging its give-up: not ours)
+        r
+        for r in caplog.records
+        if r.levelno == logging.WARNING and r.getMessage().startswith("notifier slow:")
+    ]
     assert (
         "queue full (1), dropped the oldest message (mitigation for shop-1); 1 dropped so far"
         in warning.getMessage()

@@ -134,3 +134,17 @@ def test_a_failed_actuation_is_a_mitigation_with_the_failure_and_a_call_for_a_hu
 @pytest.mark.parametrize("kind", list(MessageKind))
 def test_each_default_template_is_valid_for_its_kind(kind: MessageKind) -> None:
     Templates({kind: DEFAULTS[kind]}, next_update=60, verification=60)
+
+
+def test_a_forgotten_rollout_has_no_incident_left_to_resolve(tmp_path: Path) -> None:
+    """The service calls forget() when a rollout's lease moves to another replica: that
+    replica tells the rest of the story, this one must not resolve what it no longer watches."""
+    composer, messages = Composer(), []
+    with shop(tmp_path) as world:
+        reconciler = Reconciler(
+            world.store, lambda event: messages.extend(composer.compose(event)), backoff=0.001
+        )
+        world.tick(reconciler, 1, queue=500.0)
+        composer.forget(world.rollout.id)
+        world.tick(reconciler, 2, queue=0.0)
+    assert [m.kind for m in messages] == [MessageKind.START]

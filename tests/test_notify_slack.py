@@ -139,7 +139,7 @@ def test_a_revoked_archived_or_rotated_webhook_fails_at_once_without_retries(
 
     assert dispatcher.counters()["ops"].failed == 3  # start, mitigation, resolved
     assert len(slack.requests) == 3  # one each: retrying will not un-revoke a webhook
-    failures = [r.getMessage() for r in caplog.records if r.name == "tidegate.notify"]
+    failures = [r.getMessage() for r in caplog.records if r.getMessage().startswith("notifier ops:")]
     assert len(failures) == 3 and all(answer in text for text in failures), failures
     assert all("POST *** →" in text for text in failures), failures
 

@@ -29,6 +29,7 @@ from dataclasses import dataclass
 from typing import Protocol
 
 from adapters.errors import ActuatorError
+from controller.core.model import RolloutId
 from controller.notify.messages import Composer, Message, MessageKind
 from controller.runtime import Event
 
@@ -232,6 +233,11 @@ class Dispatcher:
                         channel.offer(message)
         except Exception:  # telling people must never break the rollout being told about
             log.exception("notifications: could not handle a %s event for %s", event.kind, event.rollout)
+
+    def forget(self, rollout: RolloutId) -> None:
+        """This process stops watching `rollout` (its lease moved): drop its incident notes."""
+        with self._lock:
+            self._composer.forget(rollout)
 
     def counters(self) -> dict[str, Counters]:
         """Per notifier name: sent, failed, dropped, pending (for /metrics)."""

@@ -92,6 +92,10 @@ class Composer:
     def __init__(self) -> None:
         self._rollouts: dict[RolloutId, _Rollout] = {}
 
+    def forget(self, rollout: RolloutId) -> None:
+        """Drop what is known about a rollout this process no longer watches (a lease moved)."""
+        self._rollouts.pop(rollout, None)
+
     def compose(self, event: Event) -> list[Message]:
         if not event.details and event.kind != "page":
             return []  # dry runs and text-only kinds (firing, recovery, source) tell no one
@@ -121,9 +125,9 @@ class Composer:
         breaching = set(_strings(details.get("breaching")))
         fired = [p for p in _strings(details.get("policies")) if p in breaching]
         said = symptom(fired, _mapping(details.get("values")), _mapping(details.get("conditions")))
-        if fired and decision in UNHEALTHY:
-            notes.symptom = said
-            return self._open(event, notes, fired)
+        if decision in UNHEALTHY:
+            notes.symptom = said  # "" when no rule breaches (no data): the move's reason says why
+            return self._open(event, notes, fired) if fired else []
         if fired and decision == "notify":
             key = "notice/" + _streaks(details, fired)
             return [self._message(notes, MessageKind.NOTICE, event, key, {"symptom": said})]
@@ -170,8 +174,9 @@ class Composer:
         notes.final = to in ("rolled_back", "promoted")
         incident = notes.incident
         if trigger in MITIGATING:
-            if incident is None:  # a person acted with no breach open: the act opens one
-                cause = f"{details.get('reason') or trigger} (by {details.get('actor')})"
+            if incident is None:  # a person (or a rule without data) acted: the act opens one
+                actor, cause = details.get("actor"), str(details.get("reason") or trigger)
+                cause += f" (by {actor})" if actor != AUTOMATIC else ""
                 incident = notes.incident = _Incident(event.at, f"manual/{details.get('seq')}", cause=cause)
             incident.acted = True
             return self._await(event, notes, MessageKind.MITIGATION)
@@ -215,7 +220,7 @@ class Composer:
     ) -> Message:
         actor = str(move.get("actor", AUTOMATIC))
         reason = str(move.get("reason") or "")
-        why = notes.symptom if actor == AUTOMATIC and kind is MessageKind.MITIGATION else reason
+        why = (notes.symptom or reason) if actor == AUTOMATIC and kind is MessageKind.MITIGATION else reason
         if actor != AUTOMATIC:
             why = f"{reason} (by {actor})" if reason else f"by {actor}"
         incident = notes.incident
