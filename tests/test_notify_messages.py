@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+from controller.core.model import RolloutId
 from controller.notify import DEFAULTS, FIELDS, Composer, Message, MessageKind, Templates
 from controller.runtime import Event, Reconciler
 from tests.notify_helpers import START, Shop, demo, shop, target
@@ -148,3 +149,43 @@ def test_a_forgotten_rollout_has_no_incident_left_to_resolve(tmp_path: Path) -> 
         composer.forget(world.rollout.id)
         world.tick(reconciler, 2, queue=0.0)
     assert [m.kind for m in messages] == [MessageKind.START]
+
+
+def test_a_rollback_on_missing_data_says_the_moves_reason_not_a_stale_symptom() -> None:
+    """`on_no_data: breach`: the decision's cause has no value, so no rule *breaches* — no
+    Start; the rollback itself opens the incident and its reason is the why and the cause."""
+    composer, rollout = Composer(), RolloutId("shop-1")
+    decision = {
+        "decision": "rollback",
+        "policies": ["kpi"],
+        "breaching": [],
+        "state": "progressing",
+        "traffic": 100,
+    }
+    move = {
+        "seq": 4,
+        "trigger": "rollback",
+        "from": "progressing",
+        "to": "rolling_back",
+        "traffic": 0,
+        "previous_traffic": 100,
+        "actor": "tidegate",
+        "reason": "rollback: kpi",
+        "bake": None,
+        "operations": [{"target": "flag", "operation": "disable", "key": "shop-1/4/flag/disable/"}],
+    }
+    answer = {"target": "flag", "operation": "disable", "outcome": "applied", "key": "shop-1/4/flag/disable/"}
+    done = {"seq": 5, "trigger": "complete", "to": "rolled_back", "traffic": 0, "actor": "tidegate"}
+    messages = [
+        m
+        for details, kind in (
+            (decision, "decision"),
+            (move, "transition"),
+            (answer, "action"),
+            (done, "transition"),
+        )
+        for m in composer.compose(Event(START, kind, rollout, "", details))
+    ]
+    assert [m.kind for m in messages] == [MessageKind.MITIGATION, MessageKind.RESOLVED]
+    assert messages[0].fields["why"] == "rollback: kpi"
+    assert messages[1].fields["root_cause"] == "rollback: kpi"
