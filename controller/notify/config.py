@@ -13,7 +13,7 @@
         secret_env: PAGER_BRIDGE_SECRET          # optional: sign every delivery (HMAC-SHA256)
 
 Templates are checked here, at load time: a mistake is reported at its line in the file
-(`controller.yaml:9:18: notifications.0.templates.start: unknown placeholder {sympton} …`).
+(`controller.yaml:9:18: notifications[0].templates.start: unknown placeholder {sympton} …`).
 """
 
 from __future__ import annotations
