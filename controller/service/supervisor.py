@@ -36,6 +36,7 @@ from adapters.sources.registry import SourceContext
 from controller.bootstrap import state_dir
 from controller.core import machine
 from controller.core.model import RolloutId, RolloutStatus, State
+from controller.notify import Counters, Dispatcher
 from controller.runtime import Event as RuntimeEvent
 from controller.runtime import LiveRollout, Observer, Reconciler
 from controller.service.config import ServiceConfig, WebhookConfig
@@ -79,6 +80,7 @@ class Service:
         *,
         env: Mapping[str, str],
         observer: Observer | None = None,
+        notifier: Dispatcher | None = None,
         metrics: Metrics | None = None,
         clock: Callable[[], float] = time.time,
     ) -> None:
@@ -87,7 +89,8 @@ class Service:
         self.env = env
         self.clock = clock
         self.metrics = metrics or Metrics()
-        self._observers = [o for o in (observer, self.metrics.observe) if o is not None]
+        self.notifier = notifier
+        self._observers = [o for o in (observer, notifier, self.metrics.observe) if o is not None]
         self.reads = ReadsBuffer(store)
         self.reconciler = Reconciler(store, self._observe, record_reads=self.reads.add)
         self.inbox = CachedInbox(store)
@@ -124,6 +127,9 @@ class Service:
             }
             for state in rollout.last_states
         ]
+
+    def notification_counts(self) -> dict[str, Counters]:
+        return {} if self.notifier is None else self.notifier.counters()
 
     def held_rollouts(self) -> list[LiveRollout]:
         return [h.worker.rollout for h in list(self.handles.values()) if h.worker.rollout is not None]
@@ -276,6 +282,8 @@ class Service:
             if handle is not None and handle.task is not None:
                 handle.task.cancel()
                 tasks.append(handle.task)
+            if self.notifier is not None:  # its open incident is now another replica's to tell
+                self.notifier.forget(rollout_id)
         # a cancelled task waits for its step thread: a step in flight finishes and journals
         await asyncio.gather(*tasks, return_exceptions=True)
 
