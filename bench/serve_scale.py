@@ -93,8 +93,10 @@ def fill(store_url: str, folder: Path, rollouts: int, interval: float) -> None:
     now = time.time()
     try:
         for i in range(rollouts):
-            status = RolloutStatus(State.PROGRESSING, traffic=10, step=0, since=now, seq=1, reason="started")
-            record = RolloutRecord(RolloutId(f"svc-{i:05d}"), "svc", spec_json, status, now)
+            # started at different moments, as real rollouts are: their ticks spread over the interval
+            began = now - interval * (i % 997) / 997
+            status = RolloutStatus(State.PROGRESSING, 10, 0, since=began, seq=1, reason="started")
+            record = RolloutRecord(RolloutId(f"svc-{i:05d}"), "svc", spec_json, status, began)
             store.create_rollout(record, AuditDraft(now, "bench", "created", record.id, {}))
     finally:
         store.close()
