@@ -45,15 +45,19 @@ def serve_command(
     env = os.environ
     configure(log_level.upper(), secrets=_secrets(settings, env), json_lines=not plain_logs)
     store = open_store(settings.store)
+    reader = None
     notifier = None
     try:
+        reader = open_store(settings.store)  # the API's own connection
         tokens = Tokens.load(settings.tokens, env)
         notifier = build_dispatcher(settings.notifications, env, httpx.Client(timeout=10.0))
-        service = Service(settings, store, env=env, notifier=notifier)
+        service = Service(settings, store, env=env, notifier=notifier, reader=reader)
         asyncio.run(_serve(service, tokens, settings))
     finally:
         if notifier is not None:
             notifier.close(timeout=5.0)  # deliver what is queued; never hang on a dead receiver
+        if reader is not None:
+            reader.close()
         store.close()
 
 

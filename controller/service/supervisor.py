@@ -25,6 +25,7 @@ import threading
 import time
 import uuid
 from collections.abc import Callable, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -60,6 +61,7 @@ from policies.errors import TidegateError
 from policies.series import Event
 
 log = logging.getLogger("tidegate.service")
+STEP_THREADS = 4  # steps block on the store and on targets; actuation fans out on its own pool
 LEASE_MARGIN = 0.2  # of the ttl: stop acting this much before the lease's recorded expiry
 
 
@@ -82,10 +84,17 @@ class Service:
         observer: Observer | None = None,
         notifier: Dispatcher | None = None,
         metrics: Metrics | None = None,
+        reader: Store | None = None,
         clock: Callable[[], float] = time.time,
     ) -> None:
         self.config = config
         self.store = store
+        # API reads go through their own connection, so a status read never waits behind a
+        # rollout step's journal write (SQLite WAL and PostgreSQL both allow it)
+        self.reader = reader or store
+        # steps get threads of their own: API calls (on asyncio's default executor) never
+        # queue behind thousands of scheduled steps
+        self._steps = ThreadPoolExecutor(max_workers=STEP_THREADS, thread_name_prefix="tidegate-step")
         self.env = env
         self.clock = clock
         self.metrics = metrics or Metrics()
@@ -166,7 +175,7 @@ class Service:
 
         An act the stored state already rules out (pausing a rolled-back release) is refused
         here with NotAllowed, at once; the holder checks again against the newest state."""
-        record = await asyncio.to_thread(self.store.get_rollout, rollout_id)
+        record = await asyncio.to_thread(self.reader.get_rollout, rollout_id)
         if record is None:
             raise UnknownRollout(f"unknown rollout {rollout_id}")
         machine.act(record.status, trigger, spec_from_json(record.spec_json).shape, self.clock(), reason)
@@ -176,7 +185,7 @@ class Service:
         self.wake(rollout_id, correlation_id.get(), requests=True)
         deadline = time.monotonic() + wait
         while True:
-            found = await asyncio.to_thread(self.store.get_request, request_id)
+            found = await asyncio.to_thread(self.reader.get_request, request_id)
             assert found is not None
             if found.outcome is not None or time.monotonic() >= deadline:
                 return found
@@ -221,6 +230,7 @@ class Service:
             await self._stop_workers(list(self.handles))
             await asyncio.to_thread(self.reads.flush)
             await asyncio.to_thread(self.store.release_leases, self.config.replica)
+            self._steps.shutdown(wait=True)
             log.info("released every lease; stopped")
 
     def stop(self) -> None:
@@ -297,7 +307,9 @@ class Service:
             handle.wake.clear()
             cause, handle.cause = handle.cause, ""
             requests, handle.requests = handle.requests, False
-            step = asyncio.create_task(asyncio.to_thread(self._step, worker, cause, requests))
+            loop = asyncio.get_running_loop()
+            running = loop.run_in_executor(self._steps, self._step, worker, cause, requests)
+            step = asyncio.ensure_future(running)
             try:
                 await asyncio.shield(step)
             except asyncio.CancelledError:
