@@ -38,22 +38,9 @@ from controller.core.model import RolloutId, RolloutStatus, State
 from controller.spec import load_rollout
 from controller.store import open_store
 from controller.store.base import AuditDraft, RolloutRecord
+from tests.serve_rollouts import PACK  # the runbook's incident rule, as the serve tests use it
 
 TOKEN = "bench-viewer-token-0123456789abcdef"
-PACK = """\
-apiVersion: tidegate/v1
-kind: PolicyPack
-metadata: {name: incidents}
-interval: 30s
-policies:
-  - id: high-severity-incidents
-    signal: incidents
-    match: {severity: high}
-    count: ">= 3"
-    within: 1h
-    on_no_data: ok
-    action: rollback
-"""
 ROLLOUT = """\
 apiVersion: tidegate/v1
 kind: Rollout
