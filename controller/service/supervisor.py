@@ -53,6 +53,7 @@ from controller.store.base import (
     ManualRequest,
     RolloutRecord,
     SourceRead,
+    StaleStatus,
     Store,
     StoreError,
     UnknownRollout,
@@ -329,6 +330,9 @@ class Service:
         except FencedOut as exc:
             log.warning("let go of rollout %s: %s", worker.id, exc)
             return False
+        except StaleStatus as exc:  # moved by someone else (a CLI act on the same store)
+            log.warning("rollout %s changed under us; reloading it: %s", worker.id, exc)
+            worker.rollout = None  # the next step reloads it from the store
         except TidegateError as exc:
             log.error("rollout %s: step failed: %s", worker.id, describe_error(exc))
         except Exception:
