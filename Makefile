@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install demo test lint typecheck unit bench tools unleash services clean lock
+.PHONY: install demo test lint typecheck unit bench tools unleash services clean lock terminal-svg
 
 install: $(STAMP)
 
@@ -56,6 +56,10 @@ test: lint typecheck unit
 
 bench: install
 	$(BIN)/python -m bench.run
+
+# docs/img/terminal.svg: the last frame of the live view of `tidegate run` on the demo release.
+terminal-svg: install
+	$(BIN)/python -m tests.terminal_capture docs/img/terminal.svg
 
 # Re-pin every dependency after editing pyproject.toml.
 lock:

@@ -29,12 +29,16 @@ def demo_rollout() -> RolloutSpec:
     return validate_located(load_located(text, f"controller/{DEMO_ROLLOUT}"), RolloutSpec, None)
 
 
-def run_demo(state: str | None = None) -> int:
-    spec = demo_rollout()
+def demo_signals() -> Signals:
+    """The simulated release the demo replays, on its virtual clock."""
     scenario = simulate(demo_spec())
     span = scenario.data.span()
     end = span[1] if span else scenario.start
-    signals = Signals(scenario.data, scenario.start, end, events_given=True)
+    return Signals(scenario.data, scenario.start, end, events_given=True)
+
+
+def run_demo(state: str | None = None) -> int:
+    spec, signals = demo_rollout(), demo_signals()
     print("tidegate demo: release 2.4.0 of checkout goes 10% → 50% → 100% on five targets;")
     print("p95 latency degrades 40 minutes in, the error rate follows at 70 minutes.\n")
     code = _drive(spec, Mode.RUN, state, as_json=False, signals=signals, echo=sys.stdout)

@@ -79,7 +79,9 @@ def drive(
     interval: float,
     until: float,
     mode: Mode,
+    on_tick: Callable[[float], None] = lambda now: None,
 ) -> Outcome:
+    """The virtual-clock loop; `on_tick(now)` after each step (the CLI's live view redraws)."""
     resume_at = first_tick(rollout, start, interval)
     for k in range(resume_at):  # rebuild rule streaks silently
         rollout.last_states = rollout.evaluator.tick(start + k * interval)
@@ -87,6 +89,7 @@ def drive(
     k = resume_at
     while (now := start + k * interval) <= until:
         reconciler.step(rollout, now, watch_only=mode is Mode.GATE)
+        on_tick(now)
         state = rollout.status.state
         if state.terminal or state is State.FAILED or (reconciler.dry_run and state is State.ROLLING_BACK):
             break
@@ -126,6 +129,7 @@ def drive_live(
     cursor: ReadCursor,
     clock: Callable[[], float] = time.time,
     sleep: Callable[[float], None] = time.sleep,
+    on_tick: Callable[[float], None] = lambda now: None,
 ) -> Outcome:
     """The wall-clock loop: at each tick, read what arrived since each source's last answered
     read, feed the evaluator, then step. A source that fails gives no data for that tick (its
@@ -141,6 +145,7 @@ def drive_live(
             sleep(delay)
         gather(reconciler, rollout, sources, cursor, now)
         reconciler.step(rollout, now, watch_only=mode is Mode.GATE)
+        on_tick(now)
         state = rollout.status.state
         if state.terminal or state is State.FAILED or (reconciler.dry_run and state is State.ROLLING_BACK):
             break

@@ -8,10 +8,13 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 from pathlib import Path
 
 import pytest
+
+from tests.terminal import in_terminal
 
 TIDEGATE = str(Path(__file__).resolve().parent.parent / ".venv" / "bin" / "tidegate")
 DSN = "postgresql://postgres@127.0.0.1:5432/test"
@@ -167,3 +170,29 @@ def test_backtest_from_source_reads_the_bound_history(tmp_path: Path) -> None:
     )
     assert done.returncode == 1, done.stderr  # a health query reads the present: 30/100 now
     assert [f["policy"] for f in json.loads(done.stdout)["firings"]] == ["error-rate"]
+
+
+def test_a_live_gate_on_a_terminal_draws_the_wall_clock_view_and_status_its_source_health(
+    tmp_path: Path,
+) -> None:
+    (tmp_path / "pack.yaml").write_text(PACK)
+    (tmp_path / "rollout.yaml").write_text(ROLLOUT.format(errors=0))
+    env = {k: v for k, v in os.environ.items() if k not in ("TIDEGATE_DATABASE_URL", "TIDEGATE_VIEW")}
+    env["TIDEGATE_TEST_DSN"] = "postgresql://postgres@127.0.0.1:1/test"  # nobody listens there
+    tidegate = Path(TIDEGATE)
+
+    gated = in_terminal(tidegate, tmp_path, "gate", "rollout.yaml", "--for", "3s", env=env)
+
+    assert gated.code == 3, gated.text
+    final = gated.text[gated.text.rindex("tidegate gate ·") :]
+    assert "(wall clock, live sources)" in final and "progressing at 100%" in final
+    assert re.search(r"│? *error-rate +no_data +— ", final), final
+    assert re.search(r"source +health: no data this tick: sql source 'health': cannot connect", final)
+    assert re.search(r"web +vercel +nothing yet", final)  # a gate that holds tells no target anything
+
+    shown = in_terminal(tidegate, tmp_path, "status", env=env)
+
+    assert shown.code == 0, shown.text
+    assert re.search(
+        r"│ +source health +│ 0 ok / 5 failed +│ +│ 20\d\d-.*│ sql source 'health': cannot", shown.text
+    )

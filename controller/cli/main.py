@@ -12,12 +12,12 @@ import typer
 
 from adapters.sources.replay import ReplayData, read_replay
 from controller.backtest import run_backtest
+from controller.cli.options import positive_duration
 from controller.cli.rollouts import register as register_rollout_commands
 from controller.cli.serve import register as register_serve_commands
 from controller.cli.signals import register as register_signal_commands
 from controller.cli.targets import register as register_target_commands
 from controller.cli.timeline import render_timeline
-from policies.durations import parse_duration
 from policies.errors import TidegateError
 from policies.explain import explain_pack
 from policies.loader import load_packs
@@ -85,11 +85,11 @@ def backtest(
         raise click.UsageError("give --data and/or --events, or --from-source rollout.yaml")
     packs = load_packs(policy)
     policies = [p for pack in packs for p in pack.policies]
-    tick = _duration_option("--interval", interval) if interval else packs[0].interval
+    tick = positive_duration("--interval", interval) if interval else packs[0].interval
     begin = _timestamp_option("--start", start) if start else None
     if from_source is not None:
         recorded, events_given = _history_from_sources(
-            from_source, _duration_option("--since", since), policies
+            from_source, positive_duration("--since", since), policies
         )
     else:
         recorded, events_given = read_replay(data, events), events is not None
@@ -118,16 +118,6 @@ def _history_from_sources(rollout: str, since: float, policies: list[Policy]) ->
         if read.error is not None:
             _err(f"warning: {read.source}: {read.error}")
     return signals.data, bool(signals.data.events)
-
-
-def _duration_option(name: str, text: str) -> float:
-    try:
-        seconds = parse_duration(text)
-    except ValueError as exc:
-        raise click.BadParameter(str(exc), param_hint=name) from None
-    if seconds <= 0:
-        raise click.BadParameter("must be longer than 0", param_hint=name)
-    return seconds
 
 
 def _timestamp_option(name: str, text: str) -> float:

@@ -1,7 +1,8 @@
 """`tidegate plan | gate | run | rollback | pause | resume | promote | status | audit`.
 
 Each command is thin: parse options, ask bootstrap for the pieces, run the core, print.
-Progress goes to stderr (one line per event); results to stdout (`--json` for scripts).
+Progress goes to stderr — one line per event, or on a terminal the live view (cli/live.py);
+results to stdout (`--json` for scripts).
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from typing import Annotated, TextIO
 
 import click
 import typer
+from rich.console import Console
 
 from adapters.sources.replay import ReplayData
 from controller.bootstrap import (
@@ -34,19 +36,38 @@ from controller.bootstrap import (
     was_lowered,
 )
 from controller.cli import remote
-from controller.cli.view import observer_for, source_health_json, source_health_line
+from controller.cli.live import Heading, LiveView
+from controller.cli.options import positive_duration
+from controller.cli.status import (
+    StatusRow,
+    print_json,
+    print_lines,
+    status_rows,
+    status_table,
+    watch_status,
+    watch_table,
+)
+from controller.cli.view import last_told, observer_for, wants_live
 from controller.core.model import RolloutId, RolloutStatus, State
 from controller.core.plan import Intent, plan
 from controller.driver import Mode, Outcome, ReadCursor, drive, drive_live
 from controller.runtime import AUTOMATIC, LiveRollout, Reconciler
 from controller.spec import RolloutSpec, load_rollout, spec_from_json, target_views
 from controller.store import open_store
-from controller.store.base import AuditDraft, RolloutRecord, SourceHealth, SourceRead, Store
+from controller.store.base import AuditDraft, RolloutRecord, SourceRead, Store
 from policies.durations import parse_duration
 from policies.errors import TidegateError
 from policies.timestamps import format_timestamp
 
+REPLAY_REDRAW = 0.05  # seconds between frames of a replay: it ticks far faster than anyone reads
 StateOption = Annotated[str | None, typer.Option("--state", help="Store file (default .tidegate/state.db).")]
+LiveOption = Annotated[
+    bool | None,
+    typer.Option(
+        "--live/--plain",
+        help="Live view, or one plain line per event (default: live on a terminal; $TIDEGATE_VIEW).",
+    ),
+]
 ServerOption = Annotated[
     str | None, typer.Option("--server", help="A tidegate serve URL; the token comes from $TIDEGATE_TOKEN.")
 ]
@@ -108,10 +129,11 @@ def run_command(
     rollout: Annotated[str, typer.Argument(help="rollout.yaml")],
     state: StateOption = None,
     as_json: Annotated[bool, typer.Option("--json", help="Result as JSON on stdout.")] = False,
+    live: LiveOption = None,
 ) -> None:
     """Drive the progressive rollout in the foreground; resumes an unfinished one of the same name."""
     spec = load_rollout(rollout)
-    raise typer.Exit(_drive(spec, Mode.RUN, state, as_json=as_json))
+    raise typer.Exit(_drive(spec, Mode.RUN, state, as_json=as_json, live=live))
 
 
 def gate_command(
@@ -120,6 +142,7 @@ def gate_command(
     dry_run: Annotated[bool, typer.Option("--dry-run", help="Decide and plan, but touch nothing.")] = False,
     state: StateOption = None,
     as_json: Annotated[bool, typer.Option("--json", help="Result as JSON on stdout.")] = False,
+    live: LiveOption = None,
 ) -> None:
     """Watch a release without stepping traffic up: exit 0 healthy, 1 rolled back, 3 inconclusive."""
     try:
@@ -127,7 +150,8 @@ def gate_command(
     except ValueError as exc:
         raise click.BadParameter(str(exc), param_hint="--for") from None
     spec = load_rollout(rollout)
-    raise typer.Exit(_drive(spec, Mode.GATE, state, as_json=as_json, watch=seconds, dry_run=dry_run))
+    code = _drive(spec, Mode.GATE, state, as_json=as_json, watch=seconds, dry_run=dry_run, live=live)
+    raise typer.Exit(code)
 
 
 def _drive(
@@ -140,7 +164,12 @@ def _drive(
     dry_run: bool = False,
     signals: Signals | None = None,
     echo: TextIO | None = None,
+    live: bool | None = False,
+    console: Console | None = None,
 ) -> int:
+    """Run or gate `spec` to its verdict. Progress goes to `echo` (stderr): a line per event, or
+    the live view when `live` (None: on a terminal, see view.wants_live) or onto `console`."""
+    drawn = console is not None or wants_live(live, echo or sys.stderr, as_json=as_json)
     policies, interval = policies_of(spec)
     sources = live_sources(spec) if signals is None else []
     store = open_store(state)
@@ -169,29 +198,64 @@ def _drive(
                 store.create_rollout(record, _created_audit(record, mode))
         evaluator = build_evaluator(policies, signals)
         rollout = live_rollout(record, spec, evaluator, state_dir(), lowered=lowered)
-        reconciler = Reconciler(store, observer_for(echo), dry_run=dry_run)
-        if sources:
-            reconciler.record_reads(rollout, history)
-            until = signals.start + watch if watch is not None else math.inf
-            result = drive_live(
-                reconciler,
-                rollout,
-                sources,
-                start=signals.start,
-                interval=interval,
-                until=until,
-                mode=mode,
-                cursor=cursor,
-            )
-        else:
-            until = min(signals.start + watch, signals.end) if watch is not None else signals.end
-            result = drive(
-                reconciler, rollout, start=signals.start, interval=interval, until=until, mode=mode
-            )
+        command = f"{mode.value} (dry run: nothing is touched)" if dry_run else mode.value
+        heading = Heading(command, signals.start, replay=not sources)
+        view = _live_view(rollout, store, heading, echo, console) if drawn else None
+        reconciler = Reconciler(store, view.observe if view else observer_for(echo), dry_run=dry_run)
+        on_tick = view.tick if view is not None else _no_tick
+        try:
+            if view is not None:
+                view.start()
+            if sources:
+                reconciler.record_reads(rollout, history)
+                until = signals.start + watch if watch is not None else math.inf
+                result = drive_live(
+                    reconciler,
+                    rollout,
+                    sources,
+                    start=signals.start,
+                    interval=interval,
+                    until=until,
+                    mode=mode,
+                    cursor=cursor,
+                    on_tick=on_tick,
+                )
+            else:
+                until = min(signals.start + watch, signals.end) if watch is not None else signals.end
+                result = drive(
+                    reconciler,
+                    rollout,
+                    start=signals.start,
+                    interval=interval,
+                    until=until,
+                    mode=mode,
+                    on_tick=on_tick,
+                )
+        finally:
+            if view is not None:
+                view.close()  # the last frame stays on screen above the result
         _report(rollout, result, mode, as_json=as_json, dry_run=dry_run)
         return result.code
     finally:
         store.close()
+
+
+def _live_view(
+    rollout: LiveRollout, store: Store, heading: Heading, echo: TextIO | None, console: Console | None
+) -> LiveView:
+    """The live view on `console`, else on `echo` (stderr); plain lines to `echo` if it fails."""
+    return LiveView(
+        rollout,
+        console or Console(file=echo or sys.stderr, force_terminal=True, highlight=False),
+        heading,
+        told=lambda: last_told(store.intents(rollout.id)),
+        fallback=observer_for(echo),
+        redraw_every=REPLAY_REDRAW if heading.replay else 0.0,
+    )
+
+
+def _no_tick(now: float) -> None:
+    pass
 
 
 def _unfinished(store: Store, name: str) -> RolloutRecord | None:
@@ -333,48 +397,38 @@ def status_command(
     rollout: Annotated[str | None, typer.Argument(help="Rollout id or name; all when omitted.")] = None,
     state: StateOption = None,
     as_json: Annotated[bool, typer.Option("--json")] = False,
+    watch: Annotated[
+        bool, typer.Option("--watch", help="Show it again every --interval until Ctrl-C.")
+    ] = False,
+    interval: Annotated[str, typer.Option(help="With --watch: how often, e.g. 2s.")] = "2s",
+    live: LiveOption = None,
 ) -> None:
     """Rollouts in the store: state, traffic, last reason, targets, and how each source's reads went."""
+    every = positive_duration("--interval", interval)
+    table = not as_json and wants_live(live, sys.stdout, as_json=False)
     store = open_store(state)
     try:
-        records = [_find(store, rollout)] if rollout else store.list_rollouts()
-        health = {r.id: store.source_health(r.id) for r in records}
-        rows = [_status_row(store, r, health[r.id]) for r in records]
+
+        def collect() -> list[StatusRow]:
+            return status_rows(store, [_find(store, rollout)] if rollout else store.list_rollouts())
+
+        if watch and table:
+            watch_table(collect, Console(force_terminal=True, highlight=False), every)
+        elif watch:  # a pipe or a log: one snapshot after another (JSON: one array per line)
+            watch_status(collect, print_json if as_json else _lines_and_gap, every)
+        elif as_json:
+            print_json(collect())
+        elif table:
+            Console(force_terminal=True, highlight=False).print(status_table(collect()))
+        else:
+            print_lines(collect())
     finally:
         store.close()
-    if as_json:
-        print(json.dumps(rows))
-        return
-    if not rows:
-        print("no rollouts yet")
-    for record, row in zip(records, rows, strict=True):
-        print(
-            f"{row['id']:<28} {row['state']:<14} {row['traffic']:>3}%  since {row['since']}  {row['reason']}"
-        )
-        for target in row["targets"]:  # type: ignore[attr-defined]
-            print(f"    {target}")
-        for source in health[record.id]:
-            print(f"    {source_health_line(source)}")
 
 
-def _status_row(store: Store, record: RolloutRecord, health: list[SourceHealth]) -> dict[str, object]:
-    intents = store.intents(record.id)
-    last: dict[str, str] = {}
-    for intent in intents:
-        outcome = intent.outcome or "unfinished"
-        last[intent.operation.target] = (
-            f"{intent.operation.target}: {intent.operation.describe()} → {outcome}"
-        )
-    return {
-        "id": record.id,
-        "name": record.name,
-        "state": record.status.state.value,
-        "traffic": record.status.traffic,
-        "since": format_timestamp(record.status.since),
-        "reason": record.status.reason,
-        "targets": list(last.values()),
-        "sources": [source_health_json(h) for h in health],
-    }
+def _lines_and_gap(rows: list[StatusRow]) -> None:
+    print_lines(rows)
+    print(flush=True)
 
 
 def audit_log_command(

@@ -1,18 +1,27 @@
-"""How progress looks: plain lines when output is piped or logged, colour on a terminal."""
+"""How progress looks: plain lines when output is piped or logged, colour on a terminal.
+
+Whether `run`, `gate` and `status` draw a live rich view instead is decided once, here
+(`wants_live`); the view itself is controller/cli/live.py (run, gate) and status.py.
+"""
 
 from __future__ import annotations
 
+import os
 import sys
+from collections.abc import Iterable
 from typing import TextIO
 
 from rich.console import Console
 from rich.text import Text
 
 from controller.runtime import Event, Observer
-from controller.store.base import SourceHealth
+from controller.store.base import Intent, SourceHealth
+from policies.errors import TidegateError
 from policies.timestamps import format_timestamp
 
-_STYLE = {
+VIEW_ENV = "TIDEGATE_VIEW"  # live | plain: what --live / --plain say, for a whole shell or CI job
+
+EVENT_STYLE = {
     "firing": "bold red",
     "recovered": "green",
     "decision": "bold",
@@ -36,10 +45,34 @@ def observer_for(stream: TextIO | None = None) -> Observer:
 
     def show(event: Event) -> None:
         line = Text(format_timestamp(event.at), style="dim")
-        line.append(f"  {event.kind:<10} {event.text}", style=_STYLE.get(event.kind, ""))
+        line.append(f"  {event.kind:<10} {event.text}", style=EVENT_STYLE.get(event.kind, ""))
         console.print(line)  # Text, not markup: event text may contain [brackets]
 
     return show
+
+
+def wants_live(choice: bool | None, stream: TextIO, *, as_json: bool) -> bool:
+    """--live / --plain first, then $TIDEGATE_VIEW, else live when `stream` is a terminal and the
+    result is not --json (a script reading JSON is not a person watching)."""
+    if choice is not None:
+        return choice
+    setting = os.environ.get(VIEW_ENV, "").strip().lower()
+    if setting in ("live", "plain"):
+        return setting == "live"
+    if setting:
+        raise TidegateError(f"{VIEW_ENV}={setting!r}: expected live or plain")
+    return stream.isatty() and not as_json
+
+
+def last_told(intents: Iterable[Intent]) -> dict[str, Intent]:
+    """Per target, the last operation the journal holds for it (in journal order)."""
+    return {intent.operation.target: intent for intent in intents}
+
+
+def told_line(intent: Intent) -> str:
+    """`web: rollback(to 1.9.0) → applied`; `unfinished` while its result is not journaled."""
+    operation = intent.operation
+    return f"{operation.target}: {operation.describe()} → {intent.outcome or 'unfinished'}"
 
 
 def source_health_line(health: SourceHealth) -> str:
