@@ -80,7 +80,7 @@ def _print_targets(state: str | None) -> None:
         store.close()
     print(f"\naudit chain: {'intact' if audit.ok else 'BROKEN'} ({audit.rows} rows) in {state_dir()}")
     print(f"report: {page}")
-    print("next: tidegate status · tidegate audit log " + latest.id + " · tidegate report " + latest.id)
+    print(f"next: tidegate status · tidegate report {latest.id} --format md · tidegate audit verify")
 
 
 def _write_report(store: Store, record: RolloutRecord) -> Path:

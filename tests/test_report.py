@@ -93,9 +93,7 @@ def test_the_json_report_rebuilds_what_the_rollout_saw_on_either_store(
     report = json.loads(done.stdout)
 
     assert report["charts_available"] and report["subject"]["state"] == "rolled_back"
-    firings = [
-        (f["policy"], f["at"], round(f["value"], 4)) for f in report["firings"] if f["at"] <= report["end"]
-    ]
+    firings = [(f["policy"], f["at"], round(f["value"], 4)) for f in report["firings"]]  # while it ran
     assert firings == [
         ("latency-p95", "2026-09-21T15:04:50Z", 26.6889),
         ("error-rate", "2026-09-21T15:28:20Z", 0.1709),

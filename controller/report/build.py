@@ -6,6 +6,7 @@ Time is an argument (`now`): it bounds a running rollout's charts and stamps the
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import replace
 
 from controller.backtest import BacktestResult, DecisionChange
 from controller.bootstrap import Signals, policies_of
@@ -31,41 +32,34 @@ TAIL = 600.0  # seconds of signal drawn after a finished rollout's last transiti
 def rollout_report(store: Store, record: RolloutRecord, now: float) -> Report:
     spec = spec_from_json(record.spec_json)
     moves = records.moves(store, record.id)
+    decided = records.decisions(store, record.id)
     finished = record.status.state.terminal or record.status.state is State.FAILED
-    # A finished rollout ends at its last transition, a running one now; the charts go on a
-    # little past a finished one (TAIL) and never past the data.
-    end = moves[-1].at if finished and moves else now
+    # A finished rollout ends at its last transition; any other at its last record (a running
+    # one reads its sources every tick, so that is about now).
+    end = moves[-1].at if finished and moves else records.last_activity(store, record)
     notes: list[str] = []
-    rebuilt: Rebuilt | None = None
     policies: list[Policy] = []
     interval = 30.0
     try:
         policies, interval = policies_of(spec)
     except TidegateError as exc:
         notes.append(f"the rollout's policy packs cannot be read again: {exc}")
+    rebuilt: Rebuilt | None = None
     if policies:
-        got = reread(spec, policies, record.created_at, min(end + TAIL, now) if finished else end)
+        # The charts go on past the end — a little for a finished rollout, up to now for one
+        # that is not — and never past the data.
+        horizon = min(end + TAIL, now) if finished else max(now, end)
+        got = reread(spec, policies, record.created_at, horizon)
         notes += got.notes
         if got.signals is not None:
             span = got.signals.data.span()
-            last = span[1] if span else record.created_at
-            if not finished:
-                end = max(min(end, last), record.created_at)
-            until = max(end, min(end + TAIL, last))
-            rebuilt = rebuild(policies, got.signals, start=record.created_at, until=until, interval=interval)
-    if rebuilt is None and not finished:  # no data: the records are all there is to go by
-        end = max([record.created_at] + [m.at for m in moves])
+            until = max(end, min(horizon, span[1] if span else end))
+            rebuilt = rebuild(
+                policies, got.signals, start=record.created_at, until=until, interval=interval, end=end
+            )
+            decided = _with_reasons(decided, rebuilt, policies)
+            notes += _disagreement(decided, rebuilt.decisions, end)
     shown_until = max(end, record.created_at + (rebuilt.ticks - 1) * interval) if rebuilt else end
-    by_id = {p.id: p for p in policies}
-
-    def reasons(causes: Sequence[str], at: float) -> tuple[str, ...]:
-        if rebuilt is None:
-            return ()
-        return tuple(reason(rebuilt, by_id[c], at) for c in causes if c in by_id)
-
-    decided = records.decisions(store, record.id, reasons)
-    if rebuilt is not None:
-        notes += _disagreement(decided, rebuilt.decisions, end)
     acts, pages = records.manual_and_pages(store, record.id)
     return Report(
         kind=ReportKind.ROLLOUT,
@@ -95,6 +89,15 @@ def rollout_report(store: Store, record: RolloutRecord, now: float) -> Report:
         audit=records.audit(store, record.id),
         generated_at=now,
     )
+
+
+def _with_reasons(rows: list[DecisionRow], rebuilt: Rebuilt, policies: Sequence[Policy]) -> list[DecisionRow]:
+    """Each recorded cause with the value it judged at that tick, as re-evaluated."""
+    by_id = {p.id: p for p in policies}
+    return [
+        replace(row, reasons=tuple(reason(rebuilt, by_id[c], row.at) for c in row.policies if c in by_id))
+        for row in rows
+    ]
 
 
 def _disagreement(

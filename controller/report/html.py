@@ -81,7 +81,7 @@ def _header(report: Report) -> Iterator[str]:
     facts = [("Window", f"{utc(report.start)} → {utc(report.end)} ({span(report.start, report.end)})")]
     if report.kind is ReportKind.ROLLOUT:
         facts.insert(0, ("Release", f"{subject.name} {subject.previous_version} → {subject.version}"))
-    firings = [f for f in report.firings if f.at <= report.end]
+    firings = report.firings
     facts.append(("Decisions", f"{len(report.decisions)} changes · {len(firings)} firings"))
     if report.audit is not None:
         audit = report.audit
@@ -103,7 +103,7 @@ def _toc(report: Report) -> Iterator[str]:
 
 
 _LEGEND = (
-    '<p class="tg-legend"><span class="tg-l-line">value the rule judged</span>'
+    '<p class="tg-legend"><span class="tg-l-line">value at each tick</span>'
     '<span class="tg-l-threshold">threshold</span><span class="tg-l-pending">pending</span>'
     '<span class="tg-l-breach">breach</span><span class="tg-l-baseline">drift baseline</span>'
     '<span class="tg-l-marker">transition</span></p>'
@@ -137,7 +137,7 @@ def _figure(report: Report, rule: RuleChart, index: int) -> Iterator[str]:
     yield f'<figure class="tg-figure" id="rule-{escape(rule.policy)}"><figcaption>'
     yield f"<h3>{escape(rule.signal)} — {escape(rule.policy)} {badge}</h3>"
     yield f"<p>{escape(rule.sentence)}</p>"
-    for firing in rule.firings:
+    for firing in (f for f in rule.firings if f.at <= report.end):
         since = f", pending since {utc(firing.pending_since)}" if firing.pending_since != firing.at else ""
         yield (
             f'<p class="tg-fired">Fired {escape(utc(firing.at))}: {escape(firing.detail)}{escape(since)}</p>'

@@ -15,7 +15,7 @@ from policies.timestamps import format_timestamp
 
 
 def render_json(report: Report) -> str:
-    return json.dumps(document(report), indent=1) + "\n"
+    return json.dumps(document(report), indent=1, ensure_ascii=False) + "\n"
 
 
 def document(report: Report) -> dict[str, Any]:

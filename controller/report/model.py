@@ -76,14 +76,7 @@ class RuleChart:
     firings: tuple[Firing, ...] = ()
     unavailable: str = ""  # why there is no chart ("" when there is one)
     thinned: bool = False  # more ticks than a chart draws: each bucket keeps its worst value
-
-    @property
-    def worst(self) -> str:
-        """breach | pending | quiet: the most the rule did over the report."""
-        kinds = {span.kind for span in self.spans}
-        if SpanKind.BREACH in kinds:
-            return "breach"
-        return "pending" if SpanKind.PENDING in kinds else "quiet"
+    worst: str = "quiet"  # breach | pending | quiet: the most the rule did while the rollout ran
 
 
 @dataclass(frozen=True)
@@ -208,4 +201,6 @@ class Report:
 
     @property
     def firings(self) -> list[Firing]:
-        return sorted((f for rule in self.rules for f in rule.firings), key=lambda f: f.at)
+        """Firings while the rollout ran (the charts' tail after its end shows more)."""
+        fired = (f for rule in self.rules for f in rule.firings if f.at <= self.end)
+        return sorted(fired, key=lambda f: f.at)

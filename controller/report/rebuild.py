@@ -43,8 +43,16 @@ class Rebuilt:
 
 
 def rebuild(
-    policies: Sequence[Policy], signals: Signals, *, start: float, until: float, interval: float
+    policies: Sequence[Policy],
+    signals: Signals,
+    *,
+    start: float,
+    until: float,
+    interval: float,
+    end: float | None = None,
 ) -> Rebuilt:
+    """Tick from `start` through `until`; `end` (default `until`) is when the rollout ended:
+    what a rule did after it does not count towards its `worst`."""
     evaluator = build_evaluator(list(policies), Signals(signals.data, start, until, signals.events_given))
     tracks = [_Track(rule, rule.policy.signal in evaluator.ratio) for rule, _ in evaluator.rules]
     decisions: list[DecisionChange] = []
@@ -59,7 +67,8 @@ def rebuild(
             decisions.append(DecisionChange(now, verdict))
         k += 1
     closing = start + k * interval  # a streak still open at the last tick lasts one interval
-    charts = {t.rule.policy.id: t.chart(closing, signals, start, interval) for t in tracks}
+    ended = until if end is None else end
+    charts = {t.rule.policy.id: t.chart(closing, signals, start, interval, ended) for t in tracks}
     for policy in policies:
         if policy.id not in charts:
             charts[policy.id] = _unbound(policy)
@@ -113,7 +122,7 @@ class _Track:
             self.spans.append(Span(self.open[0], now, self.open[1]))
             self.open = None
 
-    def chart(self, closing: float, signals: Signals, start: float, interval: float) -> RuleChart:
+    def chart(self, closing: float, signals: Signals, start: float, interval: float, end: float) -> RuleChart:
         self._close(closing)
         policy = self.rule.policy
         points = [Point(t, v) for t, v in zip(self.times, self.levels, strict=True)]
@@ -138,7 +147,15 @@ class _Track:
             firings=tuple(self.firings),
             unavailable="" if any(v is not None for v in self.levels) else "no value at any tick",
             thinned=len(thinned) < len(points),
+            worst=_worst(self.spans, end),
         )
+
+
+def _worst(spans: Sequence[Span], end: float) -> str:
+    kinds = {span.kind for span in spans if span.start <= end}
+    if SpanKind.BREACH in kinds:
+        return "breach"
+    return "pending" if SpanKind.PENDING in kinds else "quiet"
 
 
 def _drift_level(rule: Rule) -> Callable[[float], float | None] | None:

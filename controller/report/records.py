@@ -8,7 +8,7 @@ acts with actor and reason, the pages, and the chain's verification.
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 
 from controller.core.model import Op, RolloutId
 from controller.report.model import (
@@ -24,7 +24,7 @@ from controller.report.model import (
 )
 from controller.runtime import AUTOMATIC
 from controller.spec import RolloutSpec, target_views
-from controller.store.base import Intent, Store
+from controller.store.base import Intent, RolloutRecord, Store
 
 EVALUATIONS = 100_000  # decision changes read back; a rollout has a handful, a noisy week hundreds
 _MOVED = ("applied", "already_done")  # outcomes after which the target is where it was told to be
@@ -37,24 +37,32 @@ def moves(store: Store, rollout_id: RolloutId) -> list[MoveRow]:
     ]
 
 
-def decisions(
-    store: Store, rollout_id: RolloutId, reasons: Callable[[Sequence[str], float], tuple[str, ...]]
-) -> list[DecisionRow]:
+def decisions(store: Store, rollout_id: RolloutId) -> list[DecisionRow]:
+    """The recorded decision changes; their `reasons` (values) come from the re-evaluation."""
     rows = []
     for evaluation in store.evaluations(rollout_id, limit=EVALUATIONS):
         payload = json.loads(evaluation.payload_json)
-        policies = tuple(payload.get("policies", ()))
         rows.append(
             DecisionRow(
                 evaluation.at,
                 evaluation.decision,
-                policies,
-                reasons(policies, evaluation.at),
+                tuple(payload.get("policies", ())),
+                (),
                 tuple(payload.get("breaching", ())),
                 tuple(payload.get("no_data", ())),
             )
         )
     return rows
+
+
+def last_activity(store: Store, record: RolloutRecord) -> float:
+    """The time of the rollout's last record: audit row, decision change or source read."""
+    times = [record.created_at]
+    times += [entry.at for entry in store.audit_log(record.id)]
+    times += [row.at for row in store.evaluations(record.id, limit=1)]
+    for health in store.source_health(record.id):
+        times += [t for t in (health.last_ok_at, health.last_error_at) if t is not None]
+    return max(times)
 
 
 def markers(rows: Sequence[MoveRow]) -> list[Marker]:

@@ -12,7 +12,7 @@
  *                   manual, …; an unknown kind is grey)
  *   unit, title:    strings
  *   optional:       from, to (the time axis, default: the data's extent), height (px, 220),
- *                   ended (unix seconds: the time after it is greyed, "after the rollout")
+ *                   ended (unix seconds: the time after it is greyed, "after")
  * It returns {update(options), destroy()}; calling it again on a container replaces the chart.
  * The chart redraws itself at the container's width when that changes (laptop, phone, print).
  *
@@ -203,14 +203,14 @@
     });
   }
 
-  // The time after the rollout ended: the signals go on, the rollout no longer acted on them.
+  // The time after the rollout's last record: the signals go on, the rollout acted no more.
   function drawEnded(svg, ended, x, top, bottom, right) {
     if (ended === null || ended === undefined || !isFinite(ended)) return;
     var ex = x(ended);
     if (ex >= right) return;
     var rect = el("rect", {"class": "tg-ended", x: ex, y: top, width: right - ex, height: bottom - top,
       fill: "#98a2b3", "fill-opacity": 0.16}, svg);
-    tooltip(rect, "after the rollout ended at " + clock(ended, true) + " UTC");
+    tooltip(rect, "after the rollout's last record, " + clock(ended, true) + " UTC");
     if (right - ex > 40) {
       label(svg, right - 3, bottom - 6, "after", {"class": "tg-ended-label", "text-anchor": "end",
         fill: COLOR.muted, "font-size": 10});
