@@ -129,16 +129,11 @@ def backtest_report(
 ) -> Report:
     """The same pictures for a backtest: decisions from its result, no targets, no records."""
     rebuilt = rebuild(policies, signals, start=result.start, until=result.end, interval=result.interval)
-    by_id = {p.id: p for p in policies}
-    decided = [
-        DecisionRow(
-            change.at,
-            change.verdict.decision.value,
-            change.verdict.policies,
-            tuple(reason(rebuilt, by_id[p], change.at) for p in change.verdict.policies if p in by_id),
-        )
-        for change in result.decisions
-    ]
+    decided = _with_reasons(
+        [DecisionRow(c.at, c.verdict.decision.value, c.verdict.policies, ()) for c in result.decisions],
+        rebuilt,
+        policies,
+    )
     worst = max((c.verdict.decision for c in result.decisions), key=lambda d: d.severity, default=None)
     lowered = "traffic would have been lowered" if result.lowered_traffic else "no step down or rollback"
     return Report(

@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 from controller.report.model import Report, ReportKind, RuleChart, SpanKind
-from controller.report.readable import clock, day, number, span, utc
+from controller.report.readable import change, clock, day, number, span, utc
 
 # Entries at one time: what fired, what recovered, what was decided, then each transition
 # followed by its page and its operations (a rollback's "complete" comes after them).
@@ -124,7 +124,7 @@ def _rule_entries(rule: RuleChart, end: float) -> Iterator[_Entry]:
 
 def _value(rule: RuleChart, value: float | None) -> str:
     if rule.kind == "drift":
-        return "no value" if value is None else f"{value:+.1%} vs baseline"
+        return change(value)
     return number(value, rule.percent)
 
 

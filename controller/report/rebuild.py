@@ -17,7 +17,7 @@ from controller.backtest import DecisionChange
 from controller.bootstrap import Signals, build_evaluator
 from controller.core.decide import decide
 from controller.report.model import Firing, Point, RuleChart, Span, SpanKind, Window
-from controller.report.readable import number
+from controller.report.readable import change, number
 from policies.explain import condition, explain
 from policies.rules.base import Rule, RuleState, Status
 from policies.rules.drift import PlainDrift, RatioDrift
@@ -81,7 +81,7 @@ def reason(rebuilt: Rebuilt, policy: Policy, at: float) -> str:
     chart = next((c for c in rebuilt.rules if c.policy == policy.id), None)
     value = rebuilt.judged_at(policy.id, at)
     if isinstance(policy, DriftPolicy):
-        text = "no value" if value is None else f"{value:+.1%} vs baseline"
+        text = change(value)
     else:
         text = number(value, chart.percent if chart else False)
     return f"{policy.id}: {text} ({condition(policy)})"
