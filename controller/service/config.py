@@ -10,6 +10,8 @@
     webhooks:
       - {name: pagerduty, vendor: pagerduty, secret_env: PAGERDUTY_WEBHOOK_SECRET}
       - {name: alerts, vendor: alertmanager, secret_env: ALERTMANAGER_TOKEN}
+    notifications:
+      - {kind: slack, name: ops, webhook_url_env: SLACK_WEBHOOK_URL}
 
 Secrets are never in this file: each is the name of an environment variable.
 """
@@ -23,6 +25,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from controller.notify import Notifications
 from policies.loader import read_source, validate_located
 from policies.schema import Duration
 from policies.yamlmap import load_located
@@ -65,6 +68,7 @@ class ServiceConfig(_Strict):
     rescan: Duration = Field(default=10.0, gt=0)  # how often the rollouts folder is re-read
     tokens: str | None = None
     webhooks: tuple[WebhookConfig, ...] = ()
+    notifications: Notifications = ()  # Slack / webhook notifiers (docs/notifications.md)
 
     @field_validator("listen")
     @classmethod
