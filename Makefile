@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install demo test lint typecheck unit bench tools unleash services clean lock terminal-svg
+.PHONY: install demo test lint typecheck unit bench tools browser screenshots unleash services clean lock terminal-svg
 
 install: $(STAMP)
 
@@ -21,6 +21,17 @@ tools:
 	@command -v promtool >/dev/null 2>&1 && command -v prometheus-alertmanager >/dev/null 2>&1 || { \
 	  echo "installing Debian's prometheus and prometheus-alertmanager packages"; \
 	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq prometheus prometheus-alertmanager >/dev/null; }
+
+# The browser tests (tests/browser.py) drive Debian's Chromium with its matching driver,
+# /usr/bin/chromium and /usr/bin/chromedriver; no browser build is ever downloaded.
+browser:
+	@command -v chromium >/dev/null 2>&1 && command -v chromedriver >/dev/null 2>&1 || { \
+	  echo "installing Debian's chromium and chromium-driver packages"; \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver >/dev/null; }
+
+# The README's pictures of the demo's report, taken by the browser test itself.
+screenshots: install browser
+	TIDEGATE_SCREENSHOTS=docs/img $(BIN)/pytest -q -p no:cacheprovider tests/test_report_browser.py -k phone
 
 # A real open-source Unleash for tests/test_unleash_actuator.py: the npm package pinned by
 # tests/unleash/package-lock.json, installed with the machine's Node.js; no install script runs.
@@ -49,7 +60,7 @@ lint: install
 typecheck: install
 	$(BIN)/mypy --strict controller policies adapters
 
-unit: install tools unleash services
+unit: install tools browser unleash services
 	$(BIN)/pytest -n 2 -q
 
 test: lint typecheck unit

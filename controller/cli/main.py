@@ -11,8 +11,9 @@ import click
 import typer
 
 from adapters.sources.replay import ReplayData, read_replay
-from controller.backtest import run_backtest
+from controller.backtest import BacktestResult, run_backtest
 from controller.cli.options import positive_duration
+from controller.cli.report import register as register_report_command
 from controller.cli.rollouts import register as register_rollout_commands
 from controller.cli.serve import register as register_serve_commands
 from controller.cli.signals import register as register_signal_commands
@@ -39,6 +40,7 @@ register_rollout_commands(app)
 register_serve_commands(app)
 register_target_commands(app)
 register_signal_commands(app)
+register_report_command(app)
 
 
 def _err(message: str) -> None:
@@ -79,6 +81,9 @@ def backtest(
         str | None, typer.Option("--from-source", help="rollout.yaml whose live sources to read.")
     ] = None,
     since: Annotated[str, typer.Option(help="With --from-source: how much history, e.g. 7d.")] = "1d",
+    report: Annotated[
+        str | None, typer.Option(help="Also write the report: FILE.html (charts), .md or .json.")
+    ] = None,
 ) -> None:
     """Replay recorded signals through the policies; exit 1 if any tick stepped down or rolled back."""
     if data is None and events is None and from_source is None:
@@ -99,12 +104,36 @@ def backtest(
         if strict:
             raise TidegateError(message + " (--strict)")
         _err(f"warning: {message}; skipped")
+    if report is not None:
+        _write_backtest_report(report, result, recorded, events_given, policies, ", ".join(policy))
     if as_json:
         print(json.dumps(result.to_json()))
     else:
         for line in render_timeline(result, ", ".join(policy)):
             print(line)
     raise typer.Exit(EXIT_LOWERED if result.lowered_traffic else EXIT_OK)
+
+
+def _write_backtest_report(
+    path: str,
+    result: BacktestResult,
+    data: ReplayData,
+    events_given: bool,
+    policies: list[Policy],
+    title: str,
+) -> None:
+    """The same pictures as `tidegate report`, from the backtest's data and decisions."""
+    from pathlib import Path
+
+    from controller.bootstrap import Signals
+    from controller.report import backtest_report, render
+
+    signals = Signals(data, result.start, result.end, events_given)
+    page = backtest_report(result, signals, policies, title, time.time())
+    suffix = Path(path).suffix.lower()
+    fmt = {".md": "md", ".json": "json"}.get(suffix, "html")
+    Path(path).write_text(render(page, fmt), encoding="utf-8")
+    _err(f"report: {path}")
 
 
 def _history_from_sources(rollout: str, since: float, policies: list[Policy]) -> tuple[ReplayData, bool]:
