@@ -269,6 +269,11 @@ def act(status: RolloutStatus, trigger: str, shape: Shape, now: float, reason: s
     return move
 
 
+def allowed_acts(status: RolloutStatus, shape: Shape, now: float) -> list[str]:
+    """The manual acts the state allows now (the dashboard offers only these)."""
+    return [trigger for trigger in MANUAL_TRIGGERS if _fire(status, shape, now, trigger, "") is not None]
+
+
 def complete(status: RolloutStatus, now: float) -> Move | None:
     """rolling_back → rolled_back, once every rollback operation has a result."""
     return _fire(status, Shape((), ()), now, "complete", "every target rolled back")
@@ -284,5 +289,15 @@ def _reason(verdict: Verdict) -> str:
     return f"{verdict.decision.value}: {', '.join(verdict.policies)}"
 
 
-__all__ = ["MANUAL_TRIGGERS", "Move", "NotAllowed", "Shape", "act", "complete", "fail", "react"]
+__all__ = [
+    "MANUAL_TRIGGERS",
+    "Move",
+    "NotAllowed",
+    "Shape",
+    "act",
+    "allowed_acts",
+    "complete",
+    "fail",
+    "react",
+]
 _ = MachineError  # raised by `transitions` only for invalid triggers, which we ignore above
