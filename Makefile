@@ -16,11 +16,15 @@ $(STAMP): requirements.lock pyproject.toml
 
 # promtool is the oracle of the differential test of our threshold+for semantics; prometheus
 # and prometheus-alertmanager run in the source tests (tests/prometheus_server.py,
-# tests/alertmanager_server.py).
+# tests/alertmanager_server.py). Chromium and chromedriver run the dashboard's browser tests.
 tools:
 	@command -v promtool >/dev/null 2>&1 && command -v prometheus-alertmanager >/dev/null 2>&1 || { \
 	  echo "installing Debian's prometheus and prometheus-alertmanager packages"; \
 	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq prometheus prometheus-alertmanager >/dev/null; }
+	@# the browser tests (tests/browser.py) drive Debian's Chromium through its chromedriver
+	@command -v chromium >/dev/null 2>&1 && command -v chromedriver >/dev/null 2>&1 || { \
+	  echo "installing Debian's chromium and chromium-driver packages"; \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver >/dev/null; }
 
 # A real open-source Unleash for tests/test_unleash_actuator.py: the npm package pinned by
 # tests/unleash/package-lock.json, installed with the machine's Node.js; no install script runs.
