@@ -138,8 +138,13 @@ class VendorHttp:
         params: Mapping[str, str] | None = None,
         headers: Mapping[str, str] | None = None,
         ok: Iterable[int] = (200, 201, 202, 204),
+        fresh_headers: Callable[[], Mapping[str, str]] | None = None,
     ) -> httpx.Response:
-        """Send with retries; return the response when its status is in `ok`, else raise."""
+        """Send with retries; return the response when its status is in `ok`, else raise.
+
+        `fresh_headers` are computed again for every attempt: a signature over a timestamp must
+        be new on a retry, or a receiver that remembers signatures rejects it as a replay.
+        """
         expected = frozenset(ok)
         retrying = Retrying(
             retry=retry_if_exception(self._worth_retrying),
@@ -151,7 +156,8 @@ class VendorHttp:
         try:
             for attempt in retrying:
                 with attempt:
-                    return self._once(method, path, json_body, content, params, headers, expected)
+                    sent = {**(headers or {}), **(fresh_headers() if fresh_headers else {})}
+                    return self._once(method, path, json_body, content, params, sent, expected)
         except Transient as error:
             error.retried = True  # retried to our cap here; the runtime must not retry again
             raise

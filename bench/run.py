@@ -107,6 +107,26 @@ def source_read_table(r: dict[str, Any]) -> list[str]:
     return [*lines, f"Target: one tick under {SOURCE_TARGET_S:.0f} s — {verdict}."]
 
 
+def service_tables(reaction: dict[str, Any], scale: dict[str, Any]) -> list[str]:
+    """`tidegate serve`: webhook-to-target reaction, and one replica holding many rollouts."""
+    verdict = "met" if reaction["met"] else "not met"
+    keeps_up = "keeps up" if scale["steps_per_s"] >= 0.95 * scale["needed_steps_per_s"] else "FALLS BEHIND"
+    return [
+        "| trials | p50 | p90 | p99 (target < 1 s) | worst |",
+        "|---|---|---|---|---|",
+        f"| {reaction['trials']} | {reaction['p50_ms']:.0f} ms | {reaction['p90_ms']:.0f} ms "
+        f"| **{reaction['p99_ms']:.0f} ms** ({verdict}) | {reaction['worst_ms']:.0f} ms |",
+        "",
+        "| rollouts (interval) | loaded in | steps/s (needed) | step mean / p99 ≤ | RSS "
+        "| API GET rollout: req/s, p50, p99 |",
+        "|---|---|---|---|---|---|",
+        f"| {scale['rollouts']:,} ({scale['interval_s']:.0f} s) | {scale['load_s']:.0f} s "
+        f"| {scale['steps_per_s']:.0f} ({scale['needed_steps_per_s']:.0f}, {keeps_up}) "
+        f"| {scale['step_mean_ms']:.1f} ms / {scale['step_p99_le_ms']:.0f} ms | {scale['rss_mb']:.0f} MB "
+        f"| {scale['api_rps']:.0f}, {scale['api_p50_ms']:.0f} ms, **{scale['api_p99_ms']:.0f} ms** |",
+    ]
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="smaller inputs, for a smoke run")
@@ -125,6 +145,10 @@ def main() -> None:
     print("\n## Signal reads: one tick from one real Prometheus\n")
     read = child("bench.source_read", "--rollouts", "100" if options.quick else "1000")
     print("\n".join(source_read_table(read)))
+    print("\n## tidegate serve: reaction and scale\n")
+    reaction = child("bench.reaction", "--trials", "50" if options.quick else "500")
+    scale = child("bench.serve_scale", "--rollouts", "1000" if options.quick else "10000")
+    print("\n".join(service_tables(reaction, scale)))
     if not options.no_quality and importlib.util.find_spec("bench.decision_quality") is not None:
         print("\n## Decision quality\n", flush=True)
         quality = ["--markdown"] + (

@@ -38,22 +38,9 @@ from controller.core.model import RolloutId, RolloutStatus, State
 from controller.spec import load_rollout
 from controller.store import open_store
 from controller.store.base import AuditDraft, RolloutRecord
+from tests.serve_rollouts import PACK  # the runbook's incident rule, as the serve tests use it
 
 TOKEN = "bench-viewer-token-0123456789abcdef"
-PACK = """\
-apiVersion: tidegate/v1
-kind: PolicyPack
-metadata: {name: incidents}
-interval: 30s
-policies:
-  - id: high-severity-incidents
-    signal: incidents
-    match: {severity: high}
-    count: ">= 3"
-    within: 1h
-    on_no_data: ok
-    action: rollback
-"""
 ROLLOUT = """\
 apiVersion: tidegate/v1
 kind: Rollout
@@ -93,8 +80,10 @@ def fill(store_url: str, folder: Path, rollouts: int, interval: float) -> None:
     now = time.time()
     try:
         for i in range(rollouts):
-            status = RolloutStatus(State.PROGRESSING, traffic=10, step=0, since=now, seq=1, reason="started")
-            record = RolloutRecord(RolloutId(f"svc-{i:05d}"), "svc", spec_json, status, now)
+            # started at different moments, as real rollouts are: their ticks spread over the interval
+            began = now - interval * (i % 997) / 997
+            status = RolloutStatus(State.PROGRESSING, 10, 0, since=began, seq=1, reason="started")
+            record = RolloutRecord(RolloutId(f"svc-{i:05d}"), "svc", spec_json, status, began)
             store.create_rollout(record, AuditDraft(now, "bench", "created", record.id, {}))
     finally:
         store.close()

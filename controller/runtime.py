@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import logging
 import random
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
@@ -34,7 +34,17 @@ from controller.core.decide import Verdict, decide
 from controller.core.machine import Move, Shape
 from controller.core.model import RolloutId, RolloutStatus, State
 from controller.core.plan import Plan, TargetView, plan
-from controller.store.base import AuditDraft, Fence, Intent, PlannedIntent, SourceRead, Store, TransitionRow
+from controller.event_details import decision_details, transition_details
+from controller.store.base import (
+    AuditDraft,
+    Fence,
+    Intent,
+    JsonValue,
+    PlannedIntent,
+    SourceRead,
+    Store,
+    TransitionRow,
+)
 from policies.evaluator import Evaluator
 from policies.explain import condition
 from policies.operations import Operation
@@ -87,6 +97,10 @@ class Event:
     kind: str  # firing | recovered | decision | transition | action | page
     rollout: RolloutId
     text: str
+    # The same facts as data, for notifiers and the API: decision (policies, values), transition
+    # (from/to, traffic, trigger, actor, reason, bake, operations), action (target, operation,
+    # outcome, detail, key), page (target, reason). Empty for the other kinds and in dry runs.
+    details: Mapping[str, JsonValue] = field(default_factory=dict, hash=False)
 
 
 Observer = Callable[[Event], None]
@@ -177,9 +191,11 @@ class Reconciler:
         )
         rollout.status = move.after
         rollout.settled = False  # intents journaled: unfinished until each result is recorded
-        self._emit(now, "transition", rollout, _describe_move(move, actor))
+        details = transition_details(rollout.shape, move, intents, the_plan.manual_steps, actor)
+        self._emit(now, "transition", rollout, _describe_move(move, actor), details)
         for step in the_plan.manual_steps:
-            self._emit(now, "page", rollout, f"PAGE a human: {step.target}: {step.reason}")
+            page: dict[str, JsonValue] = {"seq": move.after.seq, "target": step.target, "reason": step.reason}
+            self._emit(now, "page", rollout, f"PAGE a human: {step.target}: {step.reason}", page)
         results = self._actuate(rollout, intents, now)
         rollout.settled = True  # every intent of this transition has its result
         self._settle(rollout, results, now)
@@ -227,7 +243,9 @@ class Reconciler:
             else:  # the move landed in a final state (promoted): nothing to fail, still page
                 page = {"reason": f"actuation failed: {reason}"}
                 self.store.append_audit(AuditDraft(now, AUTOMATIC, "page", rollout.id, page), rollout.fence)
-            self._emit(now, "page", rollout, f"PAGE a human: actuation failed after retries: {reason}")
+            text = f"actuation failed after retries: {reason}"
+            paged: dict[str, JsonValue] = {"seq": rollout.status.seq, "target": None, "reason": text}
+            self._emit(now, "page", rollout, f"PAGE a human: {text}", paged)
             return
         if rollout.status.state is State.ROLLING_BACK and not self.store.unfinished_intents(rollout.id):
             done = machine.complete(rollout.status, now)
@@ -270,7 +288,14 @@ class Reconciler:
             )
             text = f"{operation.target}: {operation.describe()} → {result.outcome}"
             extra = result.detail if result.detail and operation.describe() not in result.detail else ""
-            self._emit(now, "action", rollout, text + (f" ({extra})" if extra else ""))
+            details = {
+                "target": operation.target,
+                "operation": operation.describe(),
+                "outcome": result.outcome,
+                "detail": result.detail,
+                "key": result.intent.key,
+            }
+            self._emit(now, "action", rollout, text + (f" ({extra})" if extra else ""), details)
         return results
 
     def _apply(self, rollout: LiveRollout, intent: PlannedIntent) -> ActionResult:
@@ -325,7 +350,8 @@ class Reconciler:
             )
         if verdict != rollout.last_verdict:
             causes = f" ({', '.join(verdict.policies)})" if verdict.policies else ""
-            self._emit(now, "decision", rollout, f"{verdict.decision.value}{causes}")
+            details = decision_details(rollout.status, states, verdict)
+            self._emit(now, "decision", rollout, f"{verdict.decision.value}{causes}", details)
             rollout.last_verdict = verdict
 
     def _transition_audit(
@@ -382,9 +408,16 @@ class Reconciler:
         """Tell the observer something that is not a decision (a source without data)."""
         self._emit(at, kind, rollout, text)
 
-    def _emit(self, at: float, kind: str, rollout: LiveRollout, text: str) -> None:
+    def _emit(
+        self,
+        at: float,
+        kind: str,
+        rollout: LiveRollout,
+        text: str,
+        details: Mapping[str, JsonValue] | None = None,
+    ) -> None:
         log.info(text, extra={"rollout": rollout.id, "kind": kind})
-        self.observer(Event(at, kind, rollout.id, text))
+        self.observer(Event(at, kind, rollout.id, text, details or {}))
 
 
 def _not_yet_retried(error: BaseException) -> bool:

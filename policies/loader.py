@@ -139,7 +139,7 @@ def _first_error(
     path = (*base, *loc)
     kind = error["type"]
     if kind == "extra_forbidden":
-        names = sorted(_field_names(model, loc[:-1]))
+        names = sorted(_field_names(model, tuple(error["loc"])[:-1]))
         close = difflib.get_close_matches(str(loc[-1]), names, n=1)
         hint = f"did you mean {close[0]!r}? " if close else ""
         message = f"{_dotted(path)}: unknown field {loc[-1]!r} ({hint}expected one of: {', '.join(names)})"
@@ -194,22 +194,28 @@ def _strip_union_tags(loc: tuple[Any, ...]) -> tuple[str | int, ...]:
 
 def _field_names(model: type[BaseModel], loc: Iterable[Any]) -> list[str]:
     current: type[BaseModel] | None = model
+    annotation: Any = model
     for part in loc:
         if isinstance(part, int) or current is None:
             continue
+        if part[:1].isupper():  # a union's tag: the member the error is about (tag = class name)
+            current = _model_in(annotation, part) or current
+            continue
         field = current.model_fields.get(part)
-        current = _model_in(field.annotation) if field is not None else None
+        annotation = field.annotation if field is not None else None
+        current = _model_in(annotation) if field is not None else None
     if current is None:
         return []
     return [f.alias or name for name, f in current.model_fields.items()]
 
 
-def _model_in(annotation: Any) -> type[BaseModel] | None:
-    """The model a field holds, looking through tuple[...], list[...] and X | None."""
+def _model_in(annotation: Any, name: str | None = None) -> type[BaseModel] | None:
+    """The model a field holds (the one called `name`, in a union), looking through
+    tuple[...], list[...], Annotated[...] and X | None."""
     if isinstance(annotation, type) and issubclass(annotation, BaseModel):
-        return annotation
+        return annotation if name is None or annotation.__name__ == name else None
     for argument in get_args(annotation):
-        found = _model_in(argument)
+        found = _model_in(argument, name)
         if found is not None:
             return found
     return None

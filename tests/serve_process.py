@@ -59,7 +59,7 @@ class Replica:
         webhooks: list[dict[str, str]] | None = None,
         env: dict[str, str] | None = None,
         wait: bool = True,
-        settings: dict[str, Any] | None = None,
+        extra: dict[str, Any] | None = None,
     ) -> Replica:
         port = free_port()
         config: dict[str, Any] = {
@@ -73,7 +73,7 @@ class Replica:
         }
         if rollouts is not None:
             config["rollouts"] = str(rollouts)
-        config.update(settings or {})  # any other controller.yaml field
+        config.update(extra or {})
         path = workdir / f"controller-{name}.yaml"
         path.write_text(yaml.safe_dump(config))
         log = workdir / f"{name}.log"

@@ -69,9 +69,7 @@ def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
     hooks = [{"name": name, "vendor": "generic", "secret_env": "GENERIC_SECRET"} for name in ENDPOINTS]
     # chart_ticks: the whole history stays for the length of the module, however slow the machine
     settings = {"chart_ticks": 1000}
-    replica = Replica.start(
-        workdir, "dash-1", store=store, rollouts=rollouts, webhooks=hooks, settings=settings
-    )
+    replica = Replica.start(workdir, "dash-1", store=store, rollouts=rollouts, webhooks=hooks, extra=settings)
     try:
         wait(lambda: _started(replica), "every rollout starts")
         ids = {row["name"]: row["id"] for row in replica.get("/api/v1/rollouts").json()}

@@ -119,6 +119,25 @@ def test_a_good_answer_is_returned_after_one_request(fake: Echo, client: httpx.C
     assert fake.requests[0].headers["authorization"] == f"Bearer {TOKEN}"
 
 
+def test_fresh_headers_are_computed_again_for_every_attempt(fake: Echo, client: httpx.Client) -> None:
+    """A signature over a timestamp must be new on a retry: a receiver that remembers the
+    signatures it saw would reject the same one twice (adapters/sources/webhooks.ReplayGuard)."""
+    waits: list[float] = []
+    fake.inject(Reply(503, {"message": "try later"}), times=2)
+    signed = iter(["sig-1", "sig-2", "sig-3"])
+
+    vendor(client, fake.url, waits).request(
+        "GET",
+        "/v1/items/web",
+        headers={"X-Fixed": "same"},
+        fresh_headers=lambda: {"X-Signature": next(signed)},
+    )
+
+    assert [r.headers["x-signature"] for r in fake.requests] == ["sig-1", "sig-2", "sig-3"]
+    assert {r.headers["x-fixed"] for r in fake.requests} == {"same"}
+    assert fake.requests[0].headers["authorization"] == f"Bearer {TOKEN}"
+
+
 @pytest.mark.parametrize("status", [500, 502, 503, 504, 408])
 def test_a_server_error_is_retried_until_the_vendor_answers(
     fake: Echo, client: httpx.Client, status: int

@@ -243,3 +243,26 @@ def test_the_manual_cli_acts_through_the_server(served: Replica, tmp_path: Path)
     del env["TIDEGATE_TOKEN"]
     missing = subprocess.run(command, check=False, env=env, capture_output=True, text=True, timeout=60)
     assert missing.returncode == 2 and "TIDEGATE_TOKEN" in missing.stderr
+
+
+def test_an_act_on_the_store_behind_the_servers_back_is_picked_up(served: Replica, tmp_path: Path) -> None:
+    rollout_id = register(served, "behind", tmp_path)
+    state = served.log.parent / "state.db"
+    command = [
+        TIDEGATE,
+        "pause",
+        rollout_id,
+        "--reason",
+        "local CLI",
+        "--actor",
+        "carol",
+        "--state",
+        str(state),
+    ]
+    done = subprocess.run(command, check=False, capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    resumed = served.post(f"/api/v1/rollouts/{rollout_id}/resume", {"reason": "back on"})
+    assert resumed.status_code == 200 and resumed.json()["outcome"] == "done", resumed.text
+    assert served.get(f"/api/v1/rollouts/{rollout_id}").json()["state"] == "progressing"
+    actors = [t["actor"] for t in served.get(f"/api/v1/rollouts/{rollout_id}/transitions").json()]
+    assert actors[-2:] == ["carol", "operator-person"]

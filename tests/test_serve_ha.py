@@ -153,3 +153,23 @@ def test_a_frozen_replica_wakes_up_fenced_out(tmp_path: Path, database: Postgres
     finally:
         a.kill()
         b.terminate()
+
+
+def test_an_act_sent_to_either_replica_is_done_by_the_holder(
+    tmp_path: Path, database: PostgresTestDatabase
+) -> None:
+    a, b = _start_and_split(tmp_path, database)
+    try:
+        held_by_a = sorted(r for r, h in _holders(database).items() if h == "replica-a")
+        answer = b.post(f"/api/v1/rollouts/{held_by_a[0]}/pause", {"reason": "asked at b"})
+        assert answer.status_code == 200, answer.text
+        assert answer.json()["outcome"] == "done" and answer.json()["actor"] == "operator-person"
+        assert _states(database)[held_by_a[0]] == "paused"
+        transitions = database.execute(
+            "SELECT actor FROM transitions WHERE rollout_id = %s AND trigger_name = 'pause'", (held_by_a[0],)
+        )
+        assert transitions == [("operator-person",)]
+        assert _holders(database)[held_by_a[0]] == "replica-a"  # done where it is held, not stolen
+    finally:
+        a.terminate()
+        b.terminate()

@@ -78,8 +78,9 @@ def test_a_version_1_database_gains_the_table_and_keeps_its_rollouts(store_db: S
     with store_db.open() as first:
         created(first, R1)
     # what a database written by the previous release looks like: step 1 only
-    store_db.execute("DROP TABLE source_health")
-    store_db.execute("DELETE FROM schema_migrations WHERE version = 2")
+    for table in ("source_health", "leases", "replicas", "inbox", "requests"):
+        store_db.execute(f"DROP TABLE {table}")
+    store_db.execute("DELETE FROM schema_migrations WHERE version >= 2")
 
     with store_db.open() as upgraded:
         assert upgraded.get_rollout(R1) is not None

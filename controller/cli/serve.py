@@ -35,6 +35,9 @@ def serve_command(
     plain_logs: Annotated[bool, typer.Option(help="Human-readable lines instead of JSON.")] = False,
 ) -> None:
     """Run the controller: many rollouts, the HTTP API, /metrics; replicas share PostgreSQL."""
+    import httpx
+
+    from controller.notify import build_dispatcher
     from controller.service.logs import configure
     from controller.service.supervisor import Service
 
@@ -42,11 +45,19 @@ def serve_command(
     env = os.environ
     configure(log_level.upper(), secrets=_secrets(settings, env), json_lines=not plain_logs)
     store = open_store(settings.store)
+    reader = None
+    notifier = None
     try:
+        reader = open_store(settings.store)  # the API's own connection
         tokens = Tokens.load(settings.tokens, env)
-        service = Service(settings, store, env=env)
+        notifier = build_dispatcher(settings.notifications, env, httpx.Client(timeout=10.0))
+        service = Service(settings, store, env=env, notifier=notifier, reader=reader)
         asyncio.run(_serve(service, tokens, settings))
     finally:
+        if notifier is not None:
+            notifier.close(timeout=5.0)  # deliver what is queued; never hang on a dead receiver
+        if reader is not None:
+            reader.close()
         store.close()
 
 
@@ -93,6 +104,9 @@ async def _serve(service: Service, tokens: Tokens, settings: ServiceConfig) -> N
 
 def _secrets(settings: ServiceConfig, env: Mapping[str, str]) -> list[str]:
     values = [env.get(w.secret_env, "") for w in settings.webhooks]
+    for notifier in settings.notifications:  # a Slack webhook URL is itself a secret
+        names = [getattr(notifier, field, None) for field in ("webhook_url_env", "secret_env")]
+        values += [env.get(name, "") for name in names if name]
     for item in env.get(TOKENS_ENV, "").split(","):
         values.append(item.rpartition(":")[2])
     url = env.get(DATABASE_URL_ENV, "") or (settings.store or "")

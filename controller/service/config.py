@@ -11,6 +11,8 @@
     webhooks:
       - {name: pagerduty, vendor: pagerduty, secret_env: PAGERDUTY_WEBHOOK_SECRET}
       - {name: alerts, vendor: alertmanager, secret_env: ALERTMANAGER_TOKEN}
+    notifications:
+      - {kind: slack, name: ops, webhook_url_env: SLACK_WEBHOOK_URL}
 
 Secrets are never in this file: each is the name of an environment variable.
 """
@@ -24,6 +26,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from controller.notify import Notifications
 from policies.loader import read_source, validate_located
 from policies.schema import Duration
 from policies.yamlmap import load_located
@@ -66,6 +69,7 @@ class ServiceConfig(_Strict):
     rescan: Duration = Field(default=10.0, gt=0)  # how often the rollouts folder is re-read
     tokens: str | None = None
     webhooks: tuple[WebhookConfig, ...] = ()
+    notifications: Notifications = ()  # Slack / webhook notifiers (docs/notifications.md)
     # rule readings kept in memory per rollout for the dashboard's charts (0: keep none)
     chart_ticks: int = Field(default=120, ge=0, le=10_000)
 

@@ -7,10 +7,9 @@ are aggregated counts, not one series per rollout: 10,000 rollouts × 10 rules m
 
 from __future__ import annotations
 
-import re
 import time
 from collections import Counter as Counter_
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from typing import Protocol
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
@@ -21,14 +20,15 @@ from controller.runtime import Event, LiveRollout
 from policies.operations import Op, Operation
 from policies.rules.base import Status
 
-ACTION = re.compile(r"→ (?P<outcome>applied|already_done|refused|failed)\b")
-
 
 class Metrics:
     def __init__(self) -> None:
         self.registry = CollectorRegistry()
         self.decisions = Counter(
             "tidegate_decisions", "Decision changes, by decision.", ["decision"], registry=self.registry
+        )
+        self.transitions = Counter(
+            "tidegate_transitions", "Rollout transitions, by trigger.", ["trigger"], registry=self.registry
         )
         self.actions = Counter(
             "tidegate_actions",
@@ -80,15 +80,22 @@ class Metrics:
         self.source_errors = Counter(
             "tidegate_source_errors", "Source reads that gave no data.", registry=self.registry
         )
+        self.notifications = Gauge(
+            "tidegate_notifications",
+            "Notifications per notifier since start, by result (sent, failed, dropped, pending).",
+            ["notifier", "result"],
+            registry=self.registry,
+        )
 
     def observe(self, event: Event) -> None:
-        """The runtime's events, counted (the Service registers this as an observer)."""
-        if event.kind == "decision":
-            self.decisions.labels(decision=event.text.split(" ", 1)[0]).inc()
-        elif event.kind == "action":
-            found = ACTION.search(event.text)
-            if found:
-                self.actions.labels(outcome=found["outcome"]).inc()
+        """The runtime's events, counted from their details (the Service observes with this)."""
+        details = event.details
+        if event.kind == "decision" and "decision" in details:
+            self.decisions.labels(decision=str(details["decision"])).inc()
+        elif event.kind == "transition" and "trigger" in details:
+            self.transitions.labels(trigger=str(details["trigger"])).inc()
+        elif event.kind == "action" and "outcome" in details:
+            self.actions.labels(outcome=str(details["outcome"])).inc()
         elif event.kind == "page":
             self.pages.inc()
         elif event.kind == "source":
@@ -96,6 +103,9 @@ class Metrics:
 
     def refresh(self, service: Holder) -> None:
         """Gauges from what the replica holds now (called on each scrape)."""
+        for name, counts in service.notification_counts().items():
+            for result in ("sent", "failed", "dropped", "pending"):
+                self.notifications.labels(notifier=name, result=result).set(getattr(counts, result))
         states: Counter_[str] = Counter_()
         rules: Counter_[str] = Counter_()
         for rollout in service.held_rollouts():
@@ -115,6 +125,19 @@ class Metrics:
 
 class Holder(Protocol):
     def held_rollouts(self) -> Iterable[LiveRollout]: ...
+
+    def notification_counts(self) -> Mapping[str, Counts]: ...
+
+
+class Counts(Protocol):
+    @property
+    def sent(self) -> int: ...
+    @property
+    def failed(self) -> int: ...
+    @property
+    def dropped(self) -> int: ...
+    @property
+    def pending(self) -> int: ...
 
 
 class TimedActuator:

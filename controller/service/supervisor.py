@@ -25,6 +25,7 @@ import threading
 import time
 import uuid
 from collections.abc import Callable, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -36,6 +37,7 @@ from adapters.sources.registry import SourceContext
 from controller.bootstrap import state_dir
 from controller.core import machine
 from controller.core.model import RolloutId, RolloutStatus, State
+from controller.notify import Counters, Dispatcher
 from controller.runtime import Event as RuntimeEvent
 from controller.runtime import LiveRollout, Observer, Reconciler
 from controller.service.config import ServiceConfig, WebhookConfig
@@ -51,6 +53,7 @@ from controller.store.base import (
     ManualRequest,
     RolloutRecord,
     SourceRead,
+    StaleStatus,
     Store,
     StoreError,
     UnknownRollout,
@@ -59,6 +62,7 @@ from policies.errors import TidegateError
 from policies.series import Event
 
 log = logging.getLogger("tidegate.service")
+STEP_THREADS = 4  # steps block on the store and on targets; actuation fans out on its own pool
 LEASE_MARGIN = 0.2  # of the ttl: stop acting this much before the lease's recorded expiry
 FINISHED_KEPT = 100  # rollouts that finished here whose rule history the dashboard still shows
 
@@ -80,15 +84,24 @@ class Service:
         *,
         env: Mapping[str, str],
         observer: Observer | None = None,
+        notifier: Dispatcher | None = None,
         metrics: Metrics | None = None,
+        reader: Store | None = None,
         clock: Callable[[], float] = time.time,
     ) -> None:
         self.config = config
         self.store = store
+        # API reads go through their own connection, so a status read never waits behind a
+        # rollout step's journal write (SQLite WAL and PostgreSQL both allow it)
+        self.reader = reader or store
+        # steps get threads of their own: API calls (on asyncio's default executor) never
+        # queue behind thousands of scheduled steps
+        self._steps = ThreadPoolExecutor(max_workers=STEP_THREADS, thread_name_prefix="tidegate-step")
         self.env = env
         self.clock = clock
         self.metrics = metrics or Metrics()
-        self._observers = [o for o in (observer, self.metrics.observe) if o is not None]
+        self.notifier = notifier
+        self._observers = [o for o in (observer, notifier, self.metrics.observe) if o is not None]
         self.reads = ReadsBuffer(store)
         self.reconciler = Reconciler(store, self._observe, record_reads=self.reads.add)
         self.inbox = CachedInbox(store)
@@ -136,6 +149,9 @@ class Service:
             for state in rollout.last_states
         ]
 
+    def notification_counts(self) -> dict[str, Counters]:
+        return {} if self.notifier is None else self.notifier.counters()
+
     def held_rollouts(self) -> list[LiveRollout]:
         return [h.worker.rollout for h in list(self.handles.values()) if h.worker.rollout is not None]
 
@@ -171,7 +187,7 @@ class Service:
 
         An act the stored state already rules out (pausing a rolled-back release) is refused
         here with NotAllowed, at once; the holder checks again against the newest state."""
-        record = await asyncio.to_thread(self.store.get_rollout, rollout_id)
+        record = await asyncio.to_thread(self.reader.get_rollout, rollout_id)
         if record is None:
             raise UnknownRollout(f"unknown rollout {rollout_id}")
         machine.act(record.status, trigger, spec_from_json(record.spec_json).shape, self.clock(), reason)
@@ -181,7 +197,7 @@ class Service:
         self.wake(rollout_id, correlation_id.get(), requests=True)
         deadline = time.monotonic() + wait
         while True:
-            found = await asyncio.to_thread(self.store.get_request, request_id)
+            found = await asyncio.to_thread(self.reader.get_request, request_id)
             assert found is not None
             if found.outcome is not None or time.monotonic() >= deadline:
                 return found
@@ -226,6 +242,7 @@ class Service:
             await self._stop_workers(list(self.handles))
             await asyncio.to_thread(self.reads.flush)
             await asyncio.to_thread(self.store.release_leases, self.config.replica)
+            self._steps.shutdown(wait=True)
             log.info("released every lease; stopped")
 
     def stop(self) -> None:
@@ -296,6 +313,8 @@ class Service:
             if handle is not None and handle.task is not None:
                 handle.task.cancel()
                 tasks.append(handle.task)
+            if self.notifier is not None:  # its open incident is now another replica's to tell
+                self.notifier.forget(rollout_id)
         # a cancelled task waits for its step thread: a step in flight finishes and journals
         await asyncio.gather(*tasks, return_exceptions=True)
 
@@ -315,7 +334,9 @@ class Service:
             handle.wake.clear()
             cause, handle.cause = handle.cause, ""
             requests, handle.requests = handle.requests, False
-            step = asyncio.create_task(asyncio.to_thread(self._step, worker, cause, requests))
+            loop = asyncio.get_running_loop()
+            running = loop.run_in_executor(self._steps, self._step, worker, cause, requests)
+            step = asyncio.ensure_future(running)
             try:
                 await asyncio.shield(step)
             except asyncio.CancelledError:
@@ -335,6 +356,9 @@ class Service:
         except FencedOut as exc:
             log.warning("let go of rollout %s: %s", worker.id, exc)
             return False
+        except StaleStatus as exc:  # moved by someone else (a CLI act on the same store)
+            log.warning("rollout %s changed under us; reloading it: %s", worker.id, exc)
+            worker.rollout = None  # the next step reloads it from the store
         except TidegateError as exc:
             log.error("rollout %s: step failed: %s", worker.id, describe_error(exc))
         except Exception:

@@ -150,6 +150,8 @@ class RolloutWorker:
         """Every grid tick that is due, then one at `now` when it is off the grid (a wake).
         `requests`: people's acts may wait in the store (the service knows when)."""
         rollout = self.rollout if self.rollout is not None else self.load(now)
+        if requests and self._moved_elsewhere(rollout):
+            rollout = self.load(now)  # someone acted on the store directly: start from its state
         self._read(rollout, now)
         if requests:
             self._do_requests(rollout, now)
@@ -170,6 +172,12 @@ class RolloutWorker:
     def _read(self, rollout: LiveRollout, now: float) -> None:
         if self.sources:  # each from where its last answered read ended (a failed one is re-read)
             gather(self.reconciler, rollout, self.sources, self.cursor, now)
+
+    def _moved_elsewhere(self, rollout: LiveRollout) -> bool:
+        """Whether the stored status moved past ours (checked when a person acts, the one
+        moment a stale view would refuse them wrongly; a step finds out by StaleStatus)."""
+        stored = self.store.get_rollout(rollout.id)
+        return stored is not None and stored.status.seq != rollout.status.seq
 
     def _do_requests(self, rollout: LiveRollout, now: float) -> None:
         for request in self.store.pending_requests(rollout.id):

@@ -56,7 +56,7 @@ def create_app(service: Service, tokens: Tokens) -> FastAPI:
         """Ready when the store answers and this replica claimed its leases within one period."""
         problems = []
         try:
-            await asyncio.to_thread(service.store.inbox_head)
+            await asyncio.to_thread(service.reader.inbox_head)
         except StoreError as exc:
             problems.append(f"store: {exc}")
         claimed = service.last_claim

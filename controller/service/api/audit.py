@@ -29,7 +29,7 @@ REJECTED = {BadSignature: 401, StaleWebhook: 401, ReplayedWebhook: 409, Malforme
 async def audit(service: TheService, who: Viewer, rollout: str | None = None) -> list[dict[str, Any]]:
     """The audit log (one rollout's rows with `?rollout=`), oldest first."""
     entries = await asyncio.to_thread(
-        service.store.audit_log, None if rollout is None else RolloutId(rollout)
+        service.reader.audit_log, None if rollout is None else RolloutId(rollout)
     )
     return [
         {
@@ -53,7 +53,7 @@ async def audit(service: TheService, who: Viewer, rollout: str | None = None) ->
 )
 async def audit_verify(service: TheService, who: Viewer) -> JSONResponse:
     """Walk the hash chain: 200 when intact, 409 naming the first bad row."""
-    report = await asyncio.to_thread(service.store.verify_audit)
+    report = await asyncio.to_thread(service.reader.verify_audit)
     body = {"ok": report.ok, "rows": report.rows, "first_bad": report.first_bad, "reason": report.reason}
     return JSONResponse(body, status_code=200 if report.ok else 409)
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import functools
 import json
 from typing import Any, Literal
 
@@ -16,7 +17,7 @@ from controller.core.model import RolloutId
 from controller.service.api.auth import ACT_ERRORS, READ_ERRORS, Admin, Operator, TheService, Viewer, role
 from controller.service.api.views import evaluation_json, health, iso, request_json, summary
 from controller.spec import RolloutSpec, spec_from_json
-from controller.store.base import Lease, RolloutRecord, Store
+from controller.store.base import EvaluationRow, Intent, Lease, RolloutRecord, SourceHealth, Store
 from policies.errors import TidegateError
 from policies.loader import validate_located
 from policies.yamlmap import load_located
@@ -49,9 +50,9 @@ async def _leases(store: Store) -> dict[RolloutId, Lease]:
 async def list_rollouts(service: TheService, who: Viewer) -> list[dict[str, Any]]:
     """Every rollout with its state, traffic, the replica holding it and its `health`: the
     rules breaching, pending (known to the holder only) and without data, and the decision."""
-    records = await asyncio.to_thread(service.store.list_rollouts)
-    leases = await _leases(service.store)
-    recorded = await asyncio.to_thread(service.store.latest_evaluations)
+    records = await asyncio.to_thread(service.reader.list_rollouts)
+    leases = await _leases(service.reader)
+    recorded = await asyncio.to_thread(service.reader.latest_evaluations)
     now = service.clock()
     return [
         {
@@ -74,13 +75,11 @@ async def get_rollout(rollout_id: str, service: TheService, who: Viewer) -> dict
     """State, step, the manual `acts` the state allows, what each target was last told and
     answered, the rules' readings (when this replica holds the rollout) and each source's
     read health."""
-    store = service.store
-    record = await _record(store, rollout_id)
-    intents = await asyncio.to_thread(store.intents, record.id)
-    evaluations = await asyncio.to_thread(store.evaluations, record.id, 1)
-    lease = await asyncio.to_thread(store.leases, record.id)
-    health = await asyncio.to_thread(store.source_health, record.id)
-    spec = spec_from_json(record.spec_json)
+    found = await asyncio.to_thread(_detail_reads, service.reader, RolloutId(rollout_id))
+    if found is None:
+        raise HTTPException(404, f"unknown rollout {rollout_id}")
+    record, intents, evaluations, lease, health = found
+    spec = parsed_spec(record.spec_json)
     targets = []
     for target in spec.targets:
         told = next((i for i in reversed(intents) if i.operation.target == target.name), None)
@@ -110,24 +109,24 @@ async def evaluations(
     rollout_id: str, service: TheService, who: Viewer, limit: int = 500
 ) -> list[dict[str, Any]]:
     """Each change of the decision, newest `limit`, oldest first."""
-    record = await _record(service.store, rollout_id)
-    rows = await asyncio.to_thread(service.store.evaluations, record.id, max(1, min(limit, 10_000)))
+    record = await _record(service.reader, rollout_id)
+    rows = await asyncio.to_thread(service.reader.evaluations, record.id, max(1, min(limit, 10_000)))
     return [evaluation_json(row) for row in rows]
 
 
 @router.get("/rollouts/{rollout_id}/decisions", openapi_extra=role("viewer"))
 async def decisions(rollout_id: str, service: TheService, who: Viewer) -> list[dict[str, Any]]:
     """Decisions that moved the rollout, with the policies behind them (from the audit log)."""
-    record = await _record(service.store, rollout_id)
-    entries = await asyncio.to_thread(service.store.audit_log, record.id)
+    record = await _record(service.reader, rollout_id)
+    entries = await asyncio.to_thread(service.reader.audit_log, record.id)
     decided = [e for e in entries if e.kind == "decision"]
     return [{"at": iso(e.at), "actor": e.actor, **json.loads(e.payload_json)} for e in decided]
 
 
 @router.get("/rollouts/{rollout_id}/transitions", openapi_extra=role("viewer"))
 async def transitions(rollout_id: str, service: TheService, who: Viewer) -> list[dict[str, Any]]:
-    record = await _record(service.store, rollout_id)
-    rows = await asyncio.to_thread(service.store.transitions, record.id)
+    record = await _record(service.reader, rollout_id)
+    rows = await asyncio.to_thread(service.reader.transitions, record.id)
     return [
         {
             "seq": t.seq,
@@ -146,8 +145,8 @@ async def transitions(rollout_id: str, service: TheService, who: Viewer) -> list
 @router.get("/rollouts/{rollout_id}/actions", openapi_extra=role("viewer"))
 async def actions(rollout_id: str, service: TheService, who: Viewer) -> list[dict[str, Any]]:
     """Every operation journaled for the rollout's targets, and what each target answered."""
-    record = await _record(service.store, rollout_id)
-    rows = await asyncio.to_thread(service.store.intents, record.id)
+    record = await _record(service.reader, rollout_id)
+    rows = await asyncio.to_thread(service.reader.intents, record.id)
     return [
         {
             "key": i.key,
@@ -176,7 +175,7 @@ async def act(
 
     200 when done, 409 when the rollout's state does not allow it, 202 when the replica
     holding the rollout has not answered within 10 s (then poll the request's `url`)."""
-    record = await _record(service.store, rollout_id)
+    record = await _record(service.reader, rollout_id)
     reason = body.reason.strip()
     if not reason:
         raise HTTPException(422, "reason must not be blank")
@@ -190,10 +189,32 @@ async def act(
 
 @router.get("/requests/{request_id}", tags=["manual acts"], openapi_extra=role("viewer"))
 async def get_request(request_id: int, service: TheService, who: Viewer) -> dict[str, Any]:
-    found = await asyncio.to_thread(service.store.get_request, request_id)
+    found = await asyncio.to_thread(service.reader.get_request, request_id)
     if found is None:
         raise HTTPException(404, f"unknown request {request_id}")
     return request_json(found)
+
+
+def _detail_reads(
+    store: Store, rollout_id: RolloutId
+) -> tuple[RolloutRecord, list[Intent], list[EvaluationRow], list[Lease], list[SourceHealth]] | None:
+    """Every read of a rollout's detail in one worker-thread hop."""
+    record = store.get_rollout(rollout_id)
+    if record is None:
+        return None
+    return (
+        record,
+        store.intents(rollout_id),
+        store.evaluations(rollout_id, 1),
+        store.leases(rollout_id),
+        store.source_health(rollout_id),
+    )
+
+
+@functools.lru_cache(maxsize=4096)
+def parsed_spec(spec_json: str) -> RolloutSpec:
+    """A stored spec never changes: parse each once."""
+    return spec_from_json(spec_json)
 
 
 def _parse_spec(body: RegisterRequest) -> RolloutSpec:

@@ -35,7 +35,7 @@ async def signals(
     (time, value), with its threshold, status,
     pending and breach spans and, for drift rules, the baseline window — from the replica
     holding the rollout. Any other replica answers `{"available": false, "holder": ...}`."""
-    store = service.store
+    store = service.reader
     record = await asyncio.to_thread(store.get_rollout, RolloutId(rollout_id))
     if record is None:
         raise HTTPException(404, f"unknown rollout {rollout_id}")
