@@ -97,7 +97,7 @@ async def get_rollout(rollout_id: str, service: TheService, who: Viewer) -> dict
         "version": spec.version,
         "previous_version": spec.previous_version,
         "targets": targets,
-        "acts": allowed_acts(record.status, spec.shape, service.clock()),
+        "acts": allowed_acts(record.status.state),
         "rules": service.rules_of(record.id),
         "sources": [source_health_json(h) for h in health],
         "last_evaluation": evaluation_json(evaluations[-1]) if evaluations else None,
