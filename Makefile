@@ -22,8 +22,9 @@ tools:
 	  echo "installing Debian's prometheus and prometheus-alertmanager packages"; \
 	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq prometheus prometheus-alertmanager >/dev/null; }
 
-# The browser tests (tests/browser.py) drive Debian's Chromium with its matching driver,
-# /usr/bin/chromium and /usr/bin/chromedriver; no browser build is ever downloaded.
+# The browser tests (tests/browser.py: the report and the dashboard) drive Debian's Chromium
+# with its matching driver, /usr/bin/chromium and /usr/bin/chromedriver; no browser build is
+# ever downloaded.
 browser:
 	@command -v chromium >/dev/null 2>&1 && command -v chromedriver >/dev/null 2>&1 || { \
 	  echo "installing Debian's chromium and chromium-driver packages"; \

@@ -49,6 +49,7 @@ from policies.evaluator import Evaluator
 from policies.explain import condition
 from policies.operations import Operation
 from policies.rules.base import RuleState, Status
+from policies.trace import Trace
 
 log = logging.getLogger("tidegate.runtime")
 AUTOMATIC = "tidegate"
@@ -74,6 +75,7 @@ class LiveRollout:
     fence: Fence | None = None
     guard: Callable[[], None] = field(default=lambda: None)
     settled: bool = False  # the journal holds no unfinished operation (see Reconciler.recover)
+    trace: Trace | None = None  # `tidegate serve`: recent rule states, for the dashboard's charts
 
 
 LOWERING_TRIGGERS = ("step_down", "rollback")
@@ -332,6 +334,8 @@ class Reconciler:
             elif before is Status.BREACH and state.status is not Status.BREACH:
                 self._emit(now, "recovered", rollout, f"{state.policy.id} no longer breaches")
         rollout.last_states = states
+        if rollout.trace is not None:
+            rollout.trace.record(now, states)
         if verdict != rollout.last_verdict and not self.dry_run:
             self.store.record_evaluation(
                 rollout.id,

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import base64
 import json
+import os
 import shutil
 import tempfile
 from collections.abc import Iterator
@@ -52,6 +53,15 @@ def require_browser() -> None:
 @contextmanager
 def chromium(*, width: int = 1280, height: int = 900, offline: bool = False) -> Iterator[Any]:
     """A headless Chromium (Selenium WebDriver) that logs console messages and requests."""
+    driver = new_driver(width, height, offline=offline)
+    try:
+        yield driver
+    finally:
+        driver.quit()
+
+
+def new_driver(width: int = 1280, height: int = 900, *, offline: bool = False) -> Any:
+    """A headless Chromium the caller quits; quitting also removes its throwaway profile."""
     from selenium import webdriver
     from selenium.webdriver.chrome.options import Options
     from selenium.webdriver.chrome.service import Service
@@ -78,15 +88,24 @@ def chromium(*, width: int = 1280, height: int = 900, offline: bool = False) -> 
         options.add_argument("--proxy-bypass-list=<-loopback>")  # loopback too goes to the closed proxy
     options.set_capability("goog:loggingPrefs", {"browser": "ALL", "performance": "ALL"})
     driver = webdriver.Chrome(options=options, service=Service(executable_path=CHROMEDRIVER))
+    quit_driver = driver.quit
+
+    def quit_and_clean() -> None:
+        try:
+            quit_driver()
+        finally:
+            shutil.rmtree(profile, ignore_errors=True)
+
+    driver.quit = quit_and_clean  # type: ignore[method-assign]
     try:
         driver.execute_cdp_cmd("Network.enable", {})
         if offline:
             conditions = {"offline": True, "latency": 0, "downloadThroughput": -1, "uploadThroughput": -1}
             driver.execute_cdp_cmd("Network.emulateNetworkConditions", conditions)
-        yield driver
-    finally:
+    except BaseException:
         driver.quit()
-        shutil.rmtree(profile, ignore_errors=True)
+        raise
+    return driver
 
 
 def console_errors(driver: Any) -> list[str]:
@@ -122,3 +141,23 @@ def screenshot(driver: Any, path: Path, width: int, height: int) -> None:
     )
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_bytes(base64.b64decode(shot["data"]))
+
+
+# --- for the dashboard tests: one driver per test, screenshots for the docs on request -------
+
+ROOT = Path(__file__).resolve().parent.parent
+SCREENSHOTS = ROOT / "docs" / "img"
+
+
+def save_screenshot(driver: Any, name: str, scratch: Path, width: int = 1280) -> Path:
+    """The whole page (the window grown to its height, up to 2,600 px) as PNG `name`: into
+    docs/img/ with UPDATE_SCREENSHOTS=1, else the test's scratch folder (a test run leaves
+    the working tree as it found it)."""
+    folder = SCREENSHOTS if os.environ.get("UPDATE_SCREENSHOTS") == "1" else scratch
+    folder.mkdir(parents=True, exist_ok=True)
+    before = driver.get_window_size()
+    height = int(driver.execute_script("return document.documentElement.scrollHeight"))
+    driver.set_window_size(width, min(max(height + 20, 600), 2600))
+    driver.save_screenshot(str(folder / name))
+    driver.set_window_size(before["width"], before["height"])
+    return folder / name

@@ -9,7 +9,16 @@ from __future__ import annotations
 import pytest
 
 from controller.core.decide import Decision, Verdict
-from controller.core.machine import NotAllowed, Shape, act, complete, fail, react
+from controller.core.machine import (
+    MANUAL_TRIGGERS,
+    NotAllowed,
+    Shape,
+    act,
+    allowed_acts,
+    complete,
+    fail,
+    react,
+)
 from controller.core.model import RolloutStatus, State, Step
 from controller.core.plan import Intent
 
@@ -303,3 +312,17 @@ def test_only_the_four_manual_acts_are_accepted(trigger: str) -> None:
     with pytest.raises(NotAllowed) as raised:
         act(status(State.PROGRESSING, 10, 0), trigger, SHAPE, now=1e9, reason="x")
     assert str(raised.value) == f"unknown manual act {trigger!r}"
+
+
+@pytest.mark.parametrize("state", list(State))
+def test_allowed_acts_are_exactly_the_acts_that_succeed(state: State) -> None:
+    def succeeds(trigger: str) -> bool:
+        try:
+            act(status(state, 50, 1), trigger, SHAPE, now=0.0, reason="x")
+        except NotAllowed:
+            return False
+        return True
+
+    allowed = allowed_acts(state)
+    assert allowed == [trigger for trigger in MANUAL_TRIGGERS if succeeds(trigger)]
+    assert ("rollback" in allowed) is not state.terminal

@@ -209,6 +209,22 @@ def test_evaluations_are_recorded_as_canonical_json(store: SqlStore, store_db: S
     ]
 
 
+def test_latest_evaluations_gives_each_rollouts_newest_decision(store: SqlStore) -> None:
+    started(store)
+    started(store, "r2")
+    started(store, "r3")
+    store.record_evaluation(R1, 1030.0, "hold", {"policies": ["latency-p95"]})
+    store.record_evaluation(R1, 1060.0, "rollback", {"policies": ["error-rate"]})
+    store.record_evaluation(RolloutId("r2"), 1045.0, "advance", {"policies": []})
+
+    latest = store.latest_evaluations()
+
+    assert sorted(latest) == ["r1", "r2"]  # r3 was never evaluated
+    assert (latest[R1].at, latest[R1].decision) == (1060.0, "rollback")
+    assert json.loads(latest[R1].payload_json) == {"policies": ["error-rate"]}
+    assert latest[RolloutId("r2")].decision == "advance"
+
+
 def test_an_evaluation_of_an_unknown_rollout_is_refused(store: SqlStore) -> None:
     with pytest.raises(StoreError):
         store.record_evaluation(RolloutId("ghost"), 1.0, "hold", {})

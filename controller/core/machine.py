@@ -119,6 +119,15 @@ TRANSITIONS: list[dict[str, Any]] = [
 ]
 
 MANUAL_TRIGGERS = ("rollback", "pause", "resume", "promote")
+_MANUAL_SOURCES: dict[str, frozenset[str]] = {
+    trigger: frozenset(
+        source
+        for t in TRANSITIONS
+        if t["trigger"] == trigger
+        for source in ([t["source"]] if isinstance(t["source"], str) else t["source"])
+    )
+    for trigger in MANUAL_TRIGGERS
+}
 
 
 class NotAllowed(TidegateError):
@@ -269,6 +278,13 @@ def act(status: RolloutStatus, trigger: str, shape: Shape, now: float, reason: s
     return move
 
 
+def allowed_acts(state: State) -> list[str]:
+    """The manual acts a state allows (the dashboard offers only these). Read from the table:
+    no manual transition has a guard, so the state decides (a test checks it against `act`),
+    and an API read builds no machine."""
+    return [trigger for trigger in MANUAL_TRIGGERS if state.value in _MANUAL_SOURCES[trigger]]
+
+
 def complete(status: RolloutStatus, now: float) -> Move | None:
     """rolling_back → rolled_back, once every rollback operation has a result."""
     return _fire(status, Shape((), ()), now, "complete", "every target rolled back")
@@ -284,5 +300,15 @@ def _reason(verdict: Verdict) -> str:
     return f"{verdict.decision.value}: {', '.join(verdict.policies)}"
 
 
-__all__ = ["MANUAL_TRIGGERS", "Move", "NotAllowed", "Shape", "act", "complete", "fail", "react"]
+__all__ = [
+    "MANUAL_TRIGGERS",
+    "Move",
+    "NotAllowed",
+    "Shape",
+    "act",
+    "allowed_acts",
+    "complete",
+    "fail",
+    "react",
+]
 _ = MachineError  # raised by `transitions` only for invalid triggers, which we ignore above

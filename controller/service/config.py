@@ -7,6 +7,7 @@
     lease: {ttl: 15s, renew: 5s}
     poll: 250ms                  # how often the store is asked for events, requests, leases
     tokens: tokens.yaml          # hashed bearer tokens; also $TIDEGATE_TOKENS
+    chart_ticks: 120             # rule readings per rollout kept for the dashboard's charts
     webhooks:
       - {name: pagerduty, vendor: pagerduty, secret_env: PAGERDUTY_WEBHOOK_SECRET}
       - {name: alerts, vendor: alertmanager, secret_env: ALERTMANAGER_TOKEN}
@@ -69,6 +70,8 @@ class ServiceConfig(_Strict):
     tokens: str | None = None
     webhooks: tuple[WebhookConfig, ...] = ()
     notifications: Notifications = ()  # Slack / webhook notifiers (docs/notifications.md)
+    # rule readings kept in memory per rollout for the dashboard's charts (0: keep none)
+    chart_ticks: int = Field(default=120, ge=0, le=10_000)
 
     @field_validator("listen")
     @classmethod

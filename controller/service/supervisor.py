@@ -64,6 +64,7 @@ from policies.series import Event
 log = logging.getLogger("tidegate.service")
 STEP_THREADS = 4  # steps block on the store and on targets; actuation fans out on its own pool
 LEASE_MARGIN = 0.2  # of the ttl: stop acting this much before the lease's recorded expiry
+FINISHED_KEPT = 100  # rollouts that finished here whose rule history the dashboard still shows
 
 
 @dataclass
@@ -115,11 +116,21 @@ class Service:
         self._claim_now = asyncio.Event()
         self._guards = {w.name: webhooks.ReplayGuard() for w in config.webhooks}
         self._files: dict[str, str] = {}  # rollouts folder: path → rollout id registered
+        self.finished: dict[RolloutId, RolloutWorker] = {}  # newest FINISHED_KEPT, oldest first
 
     # --- the public face (API, CLI) ------------------------------------------------------
 
     def holds(self, rollout_id: RolloutId) -> bool:
         return rollout_id in self.handles
+
+    def worker_of(self, rollout_id: RolloutId) -> RolloutWorker | None:
+        """The worker of a rollout this replica holds, or held until it finished (recently)."""
+        handle = self.handles.get(rollout_id)
+        return handle.worker if handle is not None else self.finished.get(rollout_id)
+
+    def live(self, rollout_id: RolloutId) -> LiveRollout | None:
+        worker = self.worker_of(rollout_id)
+        return None if worker is None else worker.rollout
 
     def rules_of(self, rollout_id: RolloutId) -> list[dict[str, object]] | None:
         """The rules as this replica last evaluated them (None when another replica holds it)."""
@@ -274,7 +285,14 @@ class Service:
             return
         try:
             worker = RolloutWorker(
-                record, clock, self.store, self.reconciler, self.context, state_dir(), self.metrics.timed
+                record,
+                clock,
+                self.store,
+                self.reconciler,
+                self.context,
+                state_dir(),
+                self.metrics.timed,
+                trace_ticks=self.config.chart_ticks,
             )
         except TidegateError as exc:
             log.error("rollout %s cannot be loaded: %s", lease.rollout_id, describe_error(exc))
@@ -290,6 +308,8 @@ class Service:
         tasks = []
         for rollout_id in rollout_ids:
             handle = self.handles.pop(rollout_id, None)
+            if handle is not None and handle.worker.finished:
+                self._keep_finished(handle.worker)
             if handle is not None and handle.task is not None:
                 handle.task.cancel()
                 tasks.append(handle.task)
@@ -297,6 +317,12 @@ class Service:
                 self.notifier.forget(rollout_id)
         # a cancelled task waits for its step thread: a step in flight finishes and journals
         await asyncio.gather(*tasks, return_exceptions=True)
+
+    def _keep_finished(self, worker: RolloutWorker) -> None:
+        self.finished.pop(RolloutId(worker.id), None)
+        self.finished[RolloutId(worker.id)] = worker
+        while len(self.finished) > FINISHED_KEPT:
+            del self.finished[next(iter(self.finished))]
 
     async def _work(self, handle: Handle) -> None:
         worker = handle.worker

@@ -45,6 +45,7 @@ from controller.runtime import LiveRollout, Reconciler
 from controller.spec import LiveSource, ReplaySource, RolloutSpec, spec_from_json
 from controller.store.base import Lease, LeaseLost, RolloutRecord, SourceRead, Store
 from policies.errors import TidegateError
+from policies.trace import Trace
 
 log = logging.getLogger("tidegate.service")
 DEFAULT_INTERVAL = 30.0
@@ -78,6 +79,7 @@ class RolloutWorker:
         context: SourceContext,
         state_dir: Path,
         instrument: Callable[[str, Actuator], Actuator] | None = None,
+        trace_ticks: int = 0,
     ) -> None:
         self.record = record
         self.lease = lease
@@ -95,6 +97,7 @@ class RolloutWorker:
         self._policies = policies
         self._state_dir = state_dir
         self._instrument = instrument
+        self._trace_ticks = trace_ticks  # rule readings kept for the dashboard (0: none)
         self.rollout: LiveRollout | None = None
         self.next_k = 0
         self.last_step = -math.inf
@@ -121,9 +124,13 @@ class RolloutWorker:
         resume_at = 0
         if record.status.seq > 0:
             resume_at = math.floor((record.status.since - self.start) / self.interval + 1e-9) + 1
+        trace = rollout.trace = Trace(evaluator.policies, self._trace_ticks) if self._trace_ticks else None
         for k in range(resume_at):  # the streaks as they were at the last transition
-            rollout.last_states = evaluator.tick(self.start + k * self.interval)
+            at = self.start + k * self.interval
+            rollout.last_states = evaluator.tick(at)
             rollout.last_verdict = decide(rollout.last_states)
+            if trace is not None:
+                trace.record(at, rollout.last_states)
         self.next_k = resume_at
         self.last_step = self.start + (resume_at - 1) * self.interval
         self.reconciler.record_reads(rollout, reads)

@@ -235,6 +235,10 @@ class Store(Protocol):
         """The newest `limit` recorded decision changes, oldest first."""
         ...
 
+    def latest_evaluations(self) -> dict[RolloutId, EvaluationRow]:
+        """Each rollout's newest recorded decision change, in one query (the rollouts list)."""
+        ...
+
     def record_source_reads(self, rollout_id: RolloutId, reads: Sequence[SourceRead]) -> None:
         """Count a tick's reads into the rollout's per-source health, in one transaction."""
         ...

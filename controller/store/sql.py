@@ -122,6 +122,11 @@ SELECT_EVALUATIONS = (
     "SELECT rollout_id, at, decision, payload_json FROM evaluations"
     " WHERE rollout_id = ? ORDER BY at DESC LIMIT ?"
 )
+SELECT_LATEST_EVALUATIONS = (
+    "SELECT e.rollout_id, e.at, e.decision, e.payload_json FROM evaluations e"
+    " JOIN (SELECT rollout_id, MAX(at) AS at FROM evaluations GROUP BY rollout_id) newest"
+    " ON e.rollout_id = newest.rollout_id AND e.at = newest.at"
+)
 INSERT_EVALUATION = "INSERT INTO evaluations (rollout_id, at, decision, payload_json) VALUES (?, ?, ?, ?)"
 AUDIT_COLUMNS = "id, at, actor, kind, rollout_id, payload_json, prev_hash, hash"
 INSERT_AUDIT = f"INSERT INTO audit ({AUDIT_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?)"
@@ -246,6 +251,11 @@ class SqlStore:
         with self._transaction() as tx:
             found = tx.rows(SELECT_EVALUATIONS, (rollout_id, limit))
         return [EvaluationRow(RolloutId(r[0]), float(r[1]), r[2], r[3]) for r in reversed(found)]
+
+    def latest_evaluations(self) -> dict[RolloutId, EvaluationRow]:
+        with self._transaction() as tx:
+            found = tx.rows(SELECT_LATEST_EVALUATIONS)
+        return {RolloutId(r[0]): EvaluationRow(RolloutId(r[0]), float(r[1]), r[2], r[3]) for r in found}
 
     def record_source_reads(self, rollout_id: RolloutId, reads: Sequence[SourceRead]) -> None:
         if reads:

@@ -3,7 +3,8 @@
 Auth: `Authorization: Bearer <token>`; viewer reads, operator acts by hand, admin registers.
 The token's name is the actor in the audit log; there are no anonymous writes. /healthz,
 /readyz and /metrics are open (probes and scrapers); webhooks are authenticated by their
-vendor's signature scheme instead of a token.
+vendor's signature scheme instead of a token. The dashboard's page and script (`/`,
+`/static/`) are open too: they hold no data, and read the API with the token a person gives.
 
 Errors are 4xx with a reason (`{"detail": ...}`), never a 500 for bad input: unknown rollout
 404, a manual act the state does not allow 409, a bad spec 422 with file:line, a bad
@@ -20,7 +21,7 @@ from collections.abc import Awaitable, Callable
 from fastapi import FastAPI, Request, Response
 from fastapi.responses import JSONResponse, PlainTextResponse
 
-from controller.service.api import audit, rollouts
+from controller.service.api import audit, dashboard, rollouts, signals, whoami
 from controller.service.logs import correlation_id
 from controller.service.supervisor import Service
 from controller.service.tokens import Tokens
@@ -38,7 +39,10 @@ def create_app(service: Service, tokens: Tokens) -> FastAPI:
     app.state.service = service
     app.state.tokens = tokens
     app.include_router(rollouts.router)
+    app.include_router(signals.router)
     app.include_router(audit.router)
+    app.include_router(whoami.router)
+    dashboard.mount(app)  # `/` and `/rollouts/{id}`: the dashboard page, not part of the API
     app.middleware("http")(_correlate)
     app.add_exception_handler(StoreError, _store_error)  # type: ignore[arg-type]
 

@@ -34,6 +34,9 @@ line), 503 the store is unreachable.
 **Correlation.** Send `X-Request-ID` (or get one back): every log line the request causes,
 including the rollout step it wakes, carries it as `correlation_id`.
 
+**Dashboard.** `/` and `/rollouts/{id}` serve a page that reads this API with a token a
+person pastes ([dashboard.md](dashboard.md)); they are not part of the API and not listed.
+
 """
 
 

@@ -12,10 +12,10 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
 
 from controller.cli.view import source_health_json
-from controller.core.machine import NotAllowed
+from controller.core.machine import NotAllowed, allowed_acts
 from controller.core.model import RolloutId
 from controller.service.api.auth import ACT_ERRORS, READ_ERRORS, Admin, Operator, TheService, Viewer, role
-from controller.service.api.views import evaluation_json, iso, request_json, summary
+from controller.service.api.views import evaluation_json, health, iso, request_json, summary
 from controller.spec import RolloutSpec, spec_from_json
 from controller.store.base import EvaluationRow, Intent, Lease, RolloutRecord, SourceHealth, Store
 from policies.errors import TidegateError
@@ -48,11 +48,19 @@ async def _leases(store: Store) -> dict[RolloutId, Lease]:
 
 @router.get("/rollouts", openapi_extra=role("viewer"))
 async def list_rollouts(service: TheService, who: Viewer) -> list[dict[str, Any]]:
-    """Every rollout with its state, traffic and the replica holding it."""
+    """Every rollout with its state, traffic, the replica holding it and its `health`: the
+    rules breaching, pending (known to the holder only) and without data, and the decision."""
     records = await asyncio.to_thread(service.reader.list_rollouts)
     leases = await _leases(service.reader)
+    recorded = await asyncio.to_thread(service.reader.latest_evaluations)
     now = service.clock()
-    return [summary(record, leases.get(record.id), now) for record in records]
+    return [
+        {
+            **summary(record, leases.get(record.id), now),
+            "health": health(service.live(record.id), recorded.get(record.id)),
+        }
+        for record in records
+    ]
 
 
 @router.post("/rollouts", status_code=201, openapi_extra=role("admin"))
@@ -64,8 +72,9 @@ async def register(body: RegisterRequest, service: TheService, who: Admin) -> di
 
 @router.get("/rollouts/{rollout_id}", openapi_extra=role("viewer"))
 async def get_rollout(rollout_id: str, service: TheService, who: Viewer) -> dict[str, Any]:
-    """State, step, what each target was last told and answered, the rules' readings (when
-    this replica holds the rollout) and each source's read health."""
+    """State, step, the manual `acts` the state allows, what each target was last told and
+    answered, the rules' readings (when this replica holds the rollout) and each source's
+    read health."""
     found = await asyncio.to_thread(_detail_reads, service.reader, RolloutId(rollout_id))
     if found is None:
         raise HTTPException(404, f"unknown rollout {rollout_id}")
@@ -88,6 +97,7 @@ async def get_rollout(rollout_id: str, service: TheService, who: Viewer) -> dict
         "version": spec.version,
         "previous_version": spec.previous_version,
         "targets": targets,
+        "acts": allowed_acts(record.status.state),
         "rules": service.rules_of(record.id),
         "sources": [source_health_json(h) for h in health],
         "last_evaluation": evaluation_json(evaluations[-1]) if evaluations else None,

@@ -279,7 +279,7 @@
     (options.spans || []).forEach(function (s) {
       var sx = clampX(s.from), sw = Math.max(2, clampX(s.to) - sx);
       var color = s.kind === "breach" ? COLOR.breach : COLOR.pending;
-      var rect = el("rect", {"class": "tg-span tg-span-" + s.kind, x: sx, y: top, width: sw,
+      var rect = el("rect", {"class": "tg-span tg-span-" + s.kind, "data-kind": s.kind, x: sx, y: top, width: sw,
         height: bottom - top, fill: color, "fill-opacity": s.kind === "breach" ? 0.2 : 0.14}, svg);
       tooltip(rect, s.kind + " " + clock(s.from, true) + "–" + clock(s.to, true) + " UTC");
     });
