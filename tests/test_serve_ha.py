@@ -15,6 +15,7 @@ import sqlite3
 import time
 import uuid
 from collections.abc import Iterator
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
@@ -82,6 +83,17 @@ def _in_flight_on(database: PostgresTestDatabase, replica: str) -> int:
     return int(rows[0][0])
 
 
+def _takeovers(replica: Replica) -> dict[str, float]:
+    """Rollout → the moment (unix seconds) the replica took it over, from its JSON log."""
+    took = {}
+    for record in replica.records():
+        words = str(record.get("message", "")).split()
+        if words[:2] == ["took", "rollout"] and "token 1)" not in record["message"]:
+            stamp = datetime.strptime(record["time"], "%Y-%m-%dT%H:%M:%S.%fZ").replace(tzinfo=UTC)
+            took.setdefault(words[2], stamp.timestamp())
+    return took
+
+
 def _start_and_split(workdir: Path, database: PostgresTestDatabase) -> tuple[Replica, Replica]:
     a, b = _start_pair(workdir, database)
     _wait(lambda: list(_states(database).values()).count("progressing") == ROLLOUTS, "all start", 30)
@@ -117,13 +129,16 @@ def test_a_killed_replica_is_replaced_within_two_lease_periods(
             assert incident(b.url, f"INC-{n}").status_code == 202
         _wait(lambda: _in_flight_on(database, "replica-a") > 0, "replica-a is mid-rollback", 10)
         a.kill()
-        killed = time.monotonic()
+        killed = time.time()
         _wait(
             lambda: held_by_a <= {r for r, h in _holders(database).items() if h == "replica-b"},
             "replica-b holds replica-a's rollouts",
-            2 * TTL + 2,
+            6 * TTL + 10,  # generous to watch (a loaded CI machine); the bound is checked below
         )
-        assert time.monotonic() - killed <= 2 * TTL
+        # when replica-b took each over, by its own log (not when this test got to look)
+        took = _takeovers(b)
+        assert held_by_a <= set(took)
+        assert max(took[r] for r in held_by_a) - killed <= 2 * TTL
         _check_the_end(tmp_path, database, b)
         tokens = database.execute("SELECT rollout_id, token FROM leases")
         assert {int(t) for r, t in tokens if r in held_by_a} == {2}  # exactly one change of hands
@@ -143,7 +158,7 @@ def test_a_frozen_replica_wakes_up_fenced_out(tmp_path: Path, database: Postgres
         _wait(
             lambda: held_by_a <= {r for r, h in _holders(database).items() if h == "replica-b"},
             "replica-b holds replica-a's rollouts",
-            2 * TTL + 2,
+            6 * TTL + 10,
         )
         a.process.send_signal(signal.SIGCONT)  # the old holder resumes mid-rollback
         _check_the_end(tmp_path, database, b)

@@ -54,7 +54,8 @@ def test_two_replicas_share_the_rollouts_fairly(store: SqlStore) -> None:
     store.claim_leases("a", now=2000.0, ttl=TTL)  # a alone: takes all six
     store.claim_leases("b", now=2001.0, ttl=TTL)  # b joins: nothing has expired yet
     a = store.claim_leases("a", now=2009.0, ttl=TTL)  # a renews only its share of three
-    assert len(a) == 6  # the three it did not renew stay its own until they expire at 2010
+    assert len(a) == 3  # the other three are no longer a's to act on; they expire at 2010
+    assert store.claim_leases("b", now=2009.5, ttl=TTL) == []  # … and nobody's before that
     b = store.claim_leases("b", now=2011.0, ttl=TTL)
     a = store.claim_leases("a", now=2011.5, ttl=TTL)
     assert len(a) == 3 and len(b) == 3

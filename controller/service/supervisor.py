@@ -114,6 +114,7 @@ class Service:
         self.last_claim: float | None = None
         self._stopping = asyncio.Event()
         self._claim_now = asyncio.Event()
+        self._retiring: set[asyncio.Task[None]] = set()  # workers being stopped (lost leases)
         self._guards = {w.name: webhooks.ReplayGuard() for w in config.webhooks}
         self._files: dict[str, str] = {}  # rollouts folder: path → rollout id registered
         self.finished: dict[RolloutId, RolloutWorker] = {}  # newest FINISHED_KEPT, oldest first
@@ -260,7 +261,7 @@ class Service:
             self._claim_now.clear()
 
     async def _claim(self) -> None:
-        now = self.clock()
+        now, anchor = self.clock(), time.monotonic()  # before the claim: a lease starts no later
         leases = await asyncio.to_thread(
             self.store.claim_leases, self.config.replica, now, self.config.lease.ttl
         )
@@ -268,9 +269,12 @@ class Service:
         held = {lease.rollout_id: lease for lease in leases}
         lost = [rollout_id for rollout_id in self.handles if rollout_id not in held]
         if lost:
-            await self._stop_workers(lost)
+            # stopped in the background: waiting here for their steps in flight would hold up
+            # the renewal of every other lease
+            self._retiring = {task for task in self._retiring if not task.done()}
+            self._retiring.add(asyncio.create_task(_settle(self._detach(lost))))
         for rollout_id, lease in held.items():
-            clock = LeaseClock.start(lease, now, LEASE_MARGIN * self.config.lease.ttl)
+            clock = LeaseClock.start(lease, now, anchor, LEASE_MARGIN * self.config.lease.ttl)
             handle = self.handles.get(rollout_id)
             if handle is not None:
                 handle.worker.renew(clock)
@@ -305,6 +309,10 @@ class Service:
         log.info("took rollout %s (lease token %d)", lease.rollout_id, lease.token)
 
     async def _stop_workers(self, rollout_ids: list[RolloutId]) -> None:
+        await _settle([*self._retiring, *self._detach(rollout_ids)])
+
+    def _detach(self, rollout_ids: list[RolloutId]) -> list[asyncio.Task[None]]:
+        """Take the rollouts off this replica now; their tasks end once a step in flight ends."""
         tasks = []
         for rollout_id in rollout_ids:
             handle = self.handles.pop(rollout_id, None)
@@ -315,8 +323,7 @@ class Service:
                 tasks.append(handle.task)
             if self.notifier is not None:  # its open incident is now another replica's to tell
                 self.notifier.forget(rollout_id)
-        # a cancelled task waits for its step thread: a step in flight finishes and journals
-        await asyncio.gather(*tasks, return_exceptions=True)
+        return tasks
 
     def _keep_finished(self, worker: RolloutWorker) -> None:
         self.finished.pop(RolloutId(worker.id), None)
@@ -430,6 +437,12 @@ class Service:
                 observer(event)
             except Exception:  # an observer must never break a step
                 log.exception("observer failed on %s", event.kind)
+
+
+async def _settle(tasks: list[asyncio.Task[None]]) -> None:
+    """Wait for cancelled rollout tasks: each waits for its step thread, so a step in flight
+    finishes and journals (or is fenced out) before the task ends."""
+    await asyncio.gather(*tasks, return_exceptions=True)
 
 
 class UnknownEndpoint(TidegateError):

@@ -61,8 +61,10 @@ class LeaseClock:
     valid_until: float  # time.monotonic() deadline
 
     @classmethod
-    def start(cls, lease: Lease, now: float, margin: float) -> LeaseClock:
-        return cls(lease, time.monotonic() + (lease.expires_at - now) - margin)
+    def start(cls, lease: Lease, now: float, anchor: float, margin: float) -> LeaseClock:
+        """`now` (wall) and `anchor` (monotonic) were read together before the lease was
+        claimed, so time spent claiming — or frozen meanwhile — counts against the lease."""
+        return cls(lease, anchor + (lease.expires_at - now) - margin)
 
     def check(self) -> None:
         if time.monotonic() >= self.valid_until:

@@ -114,8 +114,10 @@ def claim(tx: Database, holder: str, now: float, ttl: float) -> list[Lease]:
         query = EXPIRED + tx.skip_locked("l")
         for rollout_id, token in tx.rows(query, (now, *TERMINAL, wanted)):
             tx.run(TAKE, (holder, now + ttl, rollout_id, token, now))
+    # Only what this claim renewed or took: a lease left out of the share is no longer this
+    # replica's to act on (it stops at once and the lease expires for another to take).
     mine = [lease_from_row(row) for row in tx.rows(MINE, (holder, *TERMINAL))]
-    return [lease for lease in mine if lease.expires_at > now]
+    return [lease for lease in mine if lease.expires_at >= now + ttl]
 
 
 def release(tx: Database, holder: str) -> None:
