@@ -18,32 +18,39 @@ import math
 from array import array
 from bisect import bisect_left, bisect_right
 from statistics import NormalDist
+from typing import Final
 
-from policies.rules.base import NO_READING, Reading, predicate
+from policies.rules.base import NO_READING, Bound, Reading, Rule
 from policies.schema import Direction, DriftPolicy
 from policies.series import RatioSeries, Series
+
+# Directions as constants: compiled, a module constant is a C variable, `Direction.DOWN` a
+# lookup on the class at every tick.
+DOWN: Final = Direction.DOWN
+UP: Final = Direction.UP
+BOTH: Final = Direction.BOTH
 
 
 def critical_z(confidence: float, direction: Direction) -> float:
     tail = 1 - confidence
-    if direction is Direction.BOTH:
+    if direction is BOTH:
         tail /= 2
     return NormalDist().inv_cdf(1 - tail)
 
 
 def signed_change(rel: float, direction: Direction) -> float:
     """The change as the rule's direction reads it: a 12% drop is +0.12 for `down`."""
-    if direction is Direction.DOWN:
+    if direction is DOWN:
         return -rel
-    if direction is Direction.UP:
+    if direction is UP:
         return rel
     return abs(rel)
 
 
 def significant(z: float, critical: float, direction: Direction) -> bool:
-    if direction is Direction.DOWN:
+    if direction is DOWN:
         return z <= -critical
-    if direction is Direction.UP:
+    if direction is UP:
         return z >= critical
     return abs(z) >= critical
 
@@ -56,17 +63,18 @@ def two_proportion_z(n0: float, d0: float, n1: float, d1: float) -> float:
     return (n1 / d1 - n0 / d0) / math.sqrt(variance)
 
 
-class _DriftBase:
-    __slots__ = ("baseline_window", "critical", "direction", "exceeds", "policy", "start", "window")
+class _DriftBase(Rule):
+    __slots__ = ("baseline_window", "critical", "direction", "exceeds", "min_samples", "start", "window")
 
     def __init__(self, policy: DriftPolicy, start: float) -> None:
-        self.policy = policy
+        super().__init__(policy)
         self.start = start
         self.window = policy.window
         self.baseline_window = policy.baseline.window
         self.direction = policy.direction
-        self.exceeds = predicate(policy.drift)
+        self.exceeds = Bound(policy.drift)
         self.critical = critical_z(policy.confidence, policy.direction)
+        self.min_samples = policy.min_samples
 
     def retention(self) -> float:
         return self.window
@@ -74,7 +82,7 @@ class _DriftBase:
     def current_range(self, series: Series, time: float) -> tuple[int, int]:
         """Indices of samples in (time − window, time] that are not before the start."""
         end = series.upto(time)
-        begin = bisect_right(series.times, time - self.window, 0, end)
+        begin = min(series.after(time - self.window), end)
         if time - self.window < self.start:  # only then can the start cut the window
             begin = max(begin, series.before(self.start))
         return begin, max(begin, end)
@@ -91,12 +99,11 @@ class _DriftBase:
 
 
 class RatioDrift(_DriftBase):
-    __slots__ = ("baseline", "min_samples", "signal")
+    __slots__ = ("baseline", "signal")
 
     def __init__(self, policy: DriftPolicy, signal: RatioSeries, start: float) -> None:
         super().__init__(policy, start)
         self.signal = signal
-        self.min_samples = policy.min_samples
         self.baseline: tuple[float, float] | None = None
 
     def _baseline(self) -> tuple[float, float] | None:
@@ -126,7 +133,7 @@ class RatioDrift(_DriftBase):
             return NO_READING
         n0, d0, n1, d1 = counts
         rel = (n1 / d1) / (n0 / d0) - 1
-        if not self.exceeds(signed_change(rel, self.direction)):
+        if not self.exceeds.holds(signed_change(rel, self.direction)):
             return False, rel
         z = two_proportion_z(n0, d0, n1, d1)
         return significant(z, self.critical, self.direction), rel
@@ -161,16 +168,20 @@ class PlainDrift(_DriftBase):
         assert baseline is not None
         series, ranks = self.series, self.ranks
         first = self.ranked - series.dropped  # below `end`: the caller checked
-        if first < 0 or series.times[first] < self.start:  # ranks begin at the rollout start
-            first = max(first, series.before(self.start))
+        last = len(series.times) - 1  # live, the one new sample: read beside the arrays
+        if first < 0 or (series.last_time if first == last else series.times[first]) < self.start:
+            first = max(first, series.before(self.start))  # ranks begin at the rollout start
         size = len(baseline)
         for index in range(first, end):
-            value = series.values[index]
+            if index == last:
+                time, value = series.last_time, series.last_value
+            else:
+                time, value = series.times[index], series.values[index]
             below = bisect_left(baseline, value)
             # Ties with the baseline are rare on continuous data: only then search again.
             tied = below < size and baseline[below] == value
             upto = bisect_right(baseline, value, below) if tied else below
-            ranks.append(series.times[index], below + (upto - below) / 2)
+            ranks.append(time, below + (upto - below) / 2)
         self.ranked = series.dropped + max(end, first)
 
     def statistics(self, time: float) -> tuple[float, float, float, float] | None:
@@ -182,15 +193,16 @@ class PlainDrift(_DriftBase):
                 return None
             self.sorted_baseline = array("d", sorted(series.values[a:b]))
             self.baseline_mean = math.fsum(self.sorted_baseline) / (b - a)
-        begin, end = self.current_range(series, time)
+        end = series.upto(time)
         if series.late != self.late_seen:
             self.ranks, self.ranked, self.late_seen = Series(), 0, series.late
         if end > self.ranked - series.dropped:
             self._rank_new_samples(end)
-        n1, n2 = end - begin, len(self.sorted_baseline)
+        total, n1 = self.current_window(series, time)
+        n2 = len(self.sorted_baseline)
         if n1 == 0:
             return None
-        mean1 = series.total(begin, end) / n1
+        mean1 = total / n1
         u, _ = self.ranks.window(time - self.window, time)
         sigma = math.sqrt(n1 * n2 * (n1 + n2 + 1) / 12)
         return self.baseline_mean, mean1, (u - n1 * n2 / 2) / sigma, n1
@@ -199,11 +211,11 @@ class PlainDrift(_DriftBase):
         stats = self.statistics(time)
         # min_samples on a plain signal counts the current window's samples (it used to be
         # silently ignored here, while the ratio drift honoured it).
-        if stats is None or stats[0] == 0 or stats[3] < self.policy.min_samples:
+        if stats is None or stats[0] == 0 or stats[3] < self.min_samples:
             return NO_READING
         mean0, mean1, z, _ = stats
         rel = mean1 / mean0 - 1
-        if not self.exceeds(signed_change(rel, self.direction)):
+        if not self.exceeds.holds(signed_change(rel, self.direction)):
             return False, rel
         return significant(z, self.critical, self.direction), rel
 
