@@ -188,8 +188,11 @@ class Series:
         of staying pinned, mostly empty, in the C heap — that is most of a big
         controller's RSS otherwise.
         """
-        count = bisect_right(self.times, time)
-        if count < _FORGET_BATCH or count * 5 < len(self.times):
+        times = self.times
+        if len(times) < _FORGET_BATCH or times[_FORGET_BATCH - 1] > time:
+            return  # fewer than a batch to drop: one read instead of a binary search
+        count = bisect_right(times, time)
+        if count * 5 < len(times):
             return
         self.times = self.times[count:]
         self.values = self.values[count:]

@@ -51,10 +51,9 @@ class RatioThreshold(Rule):
         self.upper = policy.when.op in ("<", "<=")
 
     def read(self, time: float) -> Reading:
-        sums = window_ratio(self.signal, time - self.window, time)
-        if sums is None:
+        num, den, found = window_ratio(self.signal, time - self.window, time)
+        if not found:
             return NO_READING
-        num, den = sums
         if den <= 0 or den < self.min_samples:
             return NO_READING
         ratio = num / den
@@ -64,10 +63,9 @@ class RatioThreshold(Rule):
         return self.compare.holds(high if self.upper else low), ratio
 
     def describe(self, time: float) -> str:
-        sums = window_ratio(self.signal, time - self.window, time)
-        if sums is None:
+        num, den, found = window_ratio(self.signal, time - self.window, time)
+        if not found:
             return "no samples in the window"
-        num, den = sums
         if den <= 0 or den < self.min_samples:
             return f"{den:g} in the window, fewer than min_samples {self.min_samples:g}"
         text = f"{num:g}/{den:g} = {num / den:.4g}"
