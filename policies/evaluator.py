@@ -8,6 +8,7 @@ controller appends what its sources just read and ticks at its interval.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterable, Mapping, Sequence
 from enum import Enum
 
@@ -48,7 +49,7 @@ class Evaluator:
         self.unbound: list[Policy] = []
         self._retention: dict[Series, float] = {}  # how far back each series must reach
         self._ticks = 0
-        self._last_tick: float | None = None
+        self._last_tick = -math.inf
         for policy in policies:
             kind = SignalKind.EVENTS if isinstance(policy, CountPolicy) else kinds.get(policy.signal)
             if kind is None:
@@ -138,7 +139,7 @@ class Evaluator:
     # --- evaluation --------------------------------------------------------------------
 
     def tick(self, time: float) -> list[RuleState]:
-        if self._last_tick is not None and time < self._last_tick:
+        if time < self._last_tick:
             raise ValueError(f"ticks must not go back in time ({time} < {self._last_tick})")
         self._last_tick = time
         states: list[RuleState] = []

@@ -154,15 +154,17 @@ class Series:
         """Number of samples with timestamp < time."""
         return bisect_left(self.times, time)
 
-    def latest(self, time: float, staleness: float) -> float | None:
-        """The newest value in (time − staleness, time], or None when there is none."""
+    def latest(self, time: float, staleness: float) -> tuple[bool, float]:
+        """(found, value): the newest value in (time − staleness, time]; found is False
+        when there is none. (A flag, not `float | None`: compiled, the float stays a C
+        double instead of being boxed, unboxed and boxed again by the caller.)"""
         if time >= self.last_time:  # every live tick: the newest sample is the answer
-            return self.last_value if self.last_time > time - staleness else None
+            return self.last_time > time - staleness, self.last_value
         times = self.times
         end = bisect_right(times, time)
         if end == 0 or times[end - 1] <= time - staleness:
-            return None
-        return self.values[end - 1]
+            return False, 0.0
+        return True, self.values[end - 1]
 
     def total(self, start: int, end: int) -> float:
         return self.cums[end] - self.cums[start]

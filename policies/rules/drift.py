@@ -168,6 +168,7 @@ class PlainDrift(_DriftBase):
         "late_seen",
         "rank_origin",
         "rank_sums",
+        "rank_total",
         "ranked",
         "series",
         "sorted_baseline",
@@ -176,12 +177,15 @@ class PlainDrift(_DriftBase):
     def __init__(self, policy: DriftPolicy, series: Series, start: float) -> None:
         super().__init__(policy, start)
         self.series = series
-        self.sorted_baseline: array[float] | None = None
+        # A list, not an array: `bisect` reads a list's floats as they are, an array's by
+        # boxing each probe; ranking the new sample is then a third of the cost.
+        self.sorted_baseline: list[float] | None = None
         self.baseline_mean = 0.0
         # rank_sums[k] = Σ ranks (baseline values below, +½ per tie) of the samples with
         # absolute index rank_origin … rank_origin + k − 1; origin -1 until the first rank.
         self.rank_sums: array[float] = array("d", (0.0,))
         self.rank_origin = -1
+        self.rank_total = 0.0  # rank_sums[-1]
         self.ranked = 0  # absolute index of the next sample of `series` to rank
         self.late_seen = 0  # series.late when ranked; a late insert shifts indices: re-rank
 
@@ -196,9 +200,9 @@ class PlainDrift(_DriftBase):
         if self.rank_origin < 0:
             self.rank_origin = first + series.dropped
         elif first + series.dropped > self.ranked:  # samples forgotten unranked: they add 0
-            sums.extend(array("d", (sums[-1],)) * (first + series.dropped - self.ranked))
+            sums.extend(array("d", (self.rank_total,)) * (first + series.dropped - self.ranked))
         size = len(baseline)
-        total = sums[-1]
+        total = self.rank_total
         for index in range(first, end):
             value = series.last_value if index == last else series.values[index]
             below = bisect_left(baseline, value)
@@ -207,6 +211,7 @@ class PlainDrift(_DriftBase):
             upto = bisect_right(baseline, value, below) if tied else below
             total += below + (upto - below) / 2
             sums.append(total)
+        self.rank_total = total
         self.ranked = series.dropped + max(end, first)
 
     def _rank_total(self, begin: int, end: int) -> float:
@@ -223,11 +228,11 @@ class PlainDrift(_DriftBase):
             a, b = self.baseline_range(series)
             if b == a:
                 return _NO_STATISTICS
-            self.sorted_baseline = array("d", sorted(series.values[a:b]))
+            self.sorted_baseline = sorted(series.values[a:b])
             self.baseline_mean = math.fsum(self.sorted_baseline) / (b - a)
         end = series.upto(time)
         if series.late != self.late_seen:
-            self.rank_sums, self.rank_origin, self.ranked = array("d", (0.0,)), -1, 0
+            self.rank_sums, self.rank_origin, self.rank_total, self.ranked = array("d", (0.0,)), -1, 0.0, 0
             self.late_seen = series.late
         if end > self.ranked - series.dropped:
             self._rank_new_samples(end)

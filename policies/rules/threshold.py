@@ -18,14 +18,14 @@ class PlainThreshold(Rule):
         self.compare = Bound(policy.when)
 
     def read(self, time: float) -> Reading:
-        value = self.series.latest(time, self.staleness)
-        if value is None:
+        found, value = self.series.latest(time, self.staleness)
+        if not found:
             return NO_READING
         return self.compare.holds(value), value
 
     def describe(self, time: float) -> str:
-        value = self.series.latest(time, self.staleness)
-        return "no sample within staleness" if value is None else f"{value:g}"
+        found, value = self.series.latest(time, self.staleness)
+        return f"{value:g}" if found else "no sample within staleness"
 
     def retention(self) -> float:
         return self.staleness
