@@ -4,15 +4,21 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install demo test lint typecheck unit bench tools browser screenshots unleash services clean lock terminal-svg
+.PHONY: install native demo test lint typecheck unit bench tools browser screenshots unleash services clean lock terminal-svg
 
-install: $(STAMP)
+install: $(STAMP) native
 
 $(STAMP): requirements.lock pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --disable-pip-version-check -r requirements.lock
 	$(BIN)/python -m pip install --quiet --disable-pip-version-check --no-deps --no-build-isolation -e .
 	touch $(STAMP)
+
+# The evaluator's hot modules compiled with mypyc, in place (docs/performance.md). Optional:
+# without a C compiler the build says so and everything runs as pure Python. The script
+# rebuilds only when a source changed; TIDEGATE_PURE=1 make install removes the extensions.
+native: $(STAMP)
+	@$(BIN)/python scripts/build_native.py
 
 # promtool is the oracle of the differential test of our threshold+for semantics; prometheus
 # and prometheus-alertmanager run in the source tests (tests/prometheus_server.py,
@@ -81,4 +87,5 @@ lock:
 	/tmp/tidegate-lock/bin/pip freeze --all --exclude-editable | grep -v -e '^-e' -e '^pip==' > requirements.lock
 
 clean:
-	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache
+	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache build/native
+	$(PYTHON) scripts/build_native.py --remove

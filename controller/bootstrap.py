@@ -13,9 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from adapters.actuators.base import Actuator
-from adapters.actuators.registry import build_actuator
 from adapters.sources.base import Source
-from adapters.sources.registry import SourceContext, build_source
 from adapters.sources.replay import ReplayData, read_replay
 from controller.backtest import bound_kinds
 from controller.core.model import RolloutId
@@ -91,6 +89,10 @@ def build_evaluator(policies: list[Policy], signals: Signals) -> Evaluator:
 
 
 def build_actuators(spec: RolloutSpec, rollout_id: str, base: Path) -> dict[str, Actuator]:
+    # Imported here: the registries import every vendor adapter (boto3, httpx, jwt: ~0.3 s),
+    # which commands that build no target, `tidegate backtest` first, should not pay for.
+    from adapters.actuators.registry import build_actuator
+
     # Each rollout gets its own sandbox folder: a sandbox target models one release's target.
     folder = base / "targets" / rollout_id
     return {
@@ -122,6 +124,8 @@ def live_rollout(
 
 def live_sources(spec: RolloutSpec, env: Mapping[str, str] | None = None) -> list[Source]:
     """The rollout's live sources, built with secrets from `env` (default: the process's)."""
+    from adapters.sources.registry import SourceContext, build_source  # see build_actuators
+
     context = SourceContext(env=os.environ if env is None else env)
     return [
         build_source(s.kind, s.name, s.settings, context) for s in spec.sources if isinstance(s, LiveSource)

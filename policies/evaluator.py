@@ -8,11 +8,12 @@ controller appends what its sources just read and ticks at its interval.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterable, Mapping, Sequence
 from enum import Enum
 
 from policies.errors import TidegateError
-from policies.rules.base import Rule, RuleState, Status, Streak
+from policies.rules.base import NO_DATA, Rule, RuleState, Streak
 from policies.rules.count import EventCount, EventStream
 from policies.rules.drift import PlainDrift, RatioDrift
 from policies.rules.threshold import PlainThreshold, RatioThreshold
@@ -20,9 +21,6 @@ from policies.schema import CountPolicy, Policy, ThresholdPolicy
 from policies.series import Event, RatioSeries, Series
 
 _FORGET_EVERY = 32  # ticks between forgetting old samples; amortises the bookkeeping
-# `RuleState(...)` runs a Python-level `__new__`; building the same tuple in C halves the
-# cost of the one object every rule yields at every tick.
-_new_tuple = tuple.__new__
 
 
 class SignalKind(Enum):
@@ -51,7 +49,7 @@ class Evaluator:
         self.unbound: list[Policy] = []
         self._retention: dict[Series, float] = {}  # how far back each series must reach
         self._ticks = 0
-        self._last_tick: float | None = None
+        self._last_tick = -math.inf
         for policy in policies:
             kind = SignalKind.EVENTS if isinstance(policy, CountPolicy) else kinds.get(policy.signal)
             if kind is None:
@@ -141,17 +139,16 @@ class Evaluator:
     # --- evaluation --------------------------------------------------------------------
 
     def tick(self, time: float) -> list[RuleState]:
-        if self._last_tick is not None and time < self._last_tick:
+        if time < self._last_tick:
             raise ValueError(f"ticks must not go back in time ({time} < {self._last_tick})")
         self._last_tick = time
         states: list[RuleState] = []
-        append, no_data = states.append, Status.NO_DATA
         for rule, streak in self.rules:
             holds, value = rule.read(time)
             status = streak.update(holds, time)
-            if status is no_data:
+            if status is NO_DATA:
                 value = None
-            append(_new_tuple(RuleState, (rule.policy, status, value, streak.since)))
+            states.append(RuleState(rule.policy, status, value, streak.since))
         self._ticks += 1
         if self._ticks % _FORGET_EVERY == 0:
             self._forget(time)

@@ -22,12 +22,26 @@ from typing import NamedTuple
 
 _FORGET_BATCH = 16  # fewest stale samples worth a forget (a copy of what stays)
 _NEVER = float("-inf")
+_UNKNOWN = float("nan")
 
 
 class Series:
     """One numeric signal. Indices are local; `dropped` counts samples already forgotten."""
 
-    __slots__ = ("cums", "dropped", "last_time", "last_value", "late", "times", "values")
+    __slots__ = (
+        "cums",
+        "dropped",
+        "hint",
+        "hint_high",
+        "hint_low",
+        "hint_sum",
+        "last_sum",
+        "last_time",
+        "last_value",
+        "late",
+        "times",
+        "values",
+    )
 
     def __init__(self, *, sums: bool = True) -> None:
         self.times: array[float] = array("d")
@@ -41,6 +55,13 @@ class Series:
         # reading it here spares four memory loads (two arrays and their buffers) per rule.
         self.last_time = _NEVER
         self.last_value = 0.0
+        self.last_sum = 0.0  # cums[-1]
+        # The last `after` answer (an absolute index: where a window began), the times of
+        # the samples on either side of it (NaN when unknown, so that no time matches) and
+        # the running sum there. Array reads box a float each; these are plain floats.
+        self.hint = 0
+        self.hint_low = self.hint_high = _UNKNOWN
+        self.hint_sum = 0.0
 
     def __len__(self) -> int:
         return len(self.times)
@@ -49,6 +70,8 @@ class Series:
         """Start keeping running sums (a rule that reads window sums was bound to this)."""
         if not self.cums:
             self.cums = array("d", accumulate(self.values, initial=0.0))
+            self.last_sum = self.cums[-1]
+            self._unhint()
 
     def append(self, time: float, value: float) -> None:
         if time < self.last_time:
@@ -58,7 +81,9 @@ class Series:
         self.values.append(value)
         cums = self.cums
         if cums:
-            cums.append(cums[-1] + value)
+            total = self.last_sum + value
+            cums.append(total)
+            self.last_sum = total
         self.last_time, self.last_value = time, value
 
     def extend(self, times: Sequence[float], values: Sequence[float]) -> None:
@@ -75,17 +100,20 @@ class Series:
             sums = accumulate(values, initial=self.cums[-1])
             next(sums)  # accumulate starts by repeating the initial value
             self.cums.extend(sums)
+            self.last_sum = self.cums[-1]
         self.last_time, self.last_value = self.times[-1], self.values[-1]
 
     def _insert_late(self, time: float, value: float) -> None:
         # Late samples are rare (a delayed scrape); rebuilding the sums behind them is fine.
         index = bisect_right(self.times, time)
         self.late += 1
+        self._unhint()
         insort(self.times, time)
         self.values.insert(index, value)
         if self.cums:
             base = self.cums[index]
             self.cums[index + 1 :] = array("d", accumulate(self.values[index:], initial=base))[1:]
+            self.last_sum = self.cums[-1]
 
     def upto(self, time: float) -> int:
         """Number of samples with timestamp ≤ time (the end index of a (…, time] window)."""
@@ -93,30 +121,65 @@ class Series:
             return len(self.times)
         return bisect_right(self.times, time)
 
+    def after(self, time: float) -> int:
+        """Number of samples with timestamp ≤ time (`bisect_right`), for a window's start.
+
+        A window slides forward tick by tick, so its start is usually where it was last
+        time, between the same two samples, or one sample further. The times of those two
+        samples are kept as plain floats: then the answer costs two comparisons, or one
+        read of the array, where a binary search reads about log2(n) samples, each read
+        boxing a float. Appending never moves them; a late insert or a forget that
+        reaches them resets them (`_unhint`).
+        """
+        index = self.hint - self.dropped
+        if self.hint_low <= time < self.hint_high:
+            return index
+        times = self.times
+        size = len(times)
+        following = times[index + 1] if self.hint_high <= time and 0 <= index < size - 1 else _UNKNOWN
+        if following > time:  # slid past one sample: the usual live tick
+            low, high, index = self.hint_high, following, index + 1
+        else:
+            index = bisect_right(times, time)
+            low = times[index - 1] if index > 0 else _NEVER
+            high = times[index] if index < size else _UNKNOWN
+        self.hint, self.hint_low, self.hint_high = index + self.dropped, low, high
+        self.hint_sum = self.cums[index] if self.cums else 0.0
+        return index
+
+    def _unhint(self) -> None:
+        self.hint_low = self.hint_high = _UNKNOWN
+
     def before(self, time: float) -> int:
         """Number of samples with timestamp < time."""
         return bisect_left(self.times, time)
 
-    def latest(self, time: float, staleness: float) -> float | None:
-        """The newest value in (time − staleness, time], or None when there is none."""
+    def latest(self, time: float, staleness: float) -> tuple[bool, float]:
+        """(found, value): the newest value in (time − staleness, time]; found is False
+        when there is none. (A flag, not `float | None`: compiled, the float stays a C
+        double instead of being boxed, unboxed and boxed again by the caller.)"""
         if time >= self.last_time:  # every live tick: the newest sample is the answer
-            return self.last_value if self.last_time > time - staleness else None
+            return self.last_time > time - staleness, self.last_value
         times = self.times
         end = bisect_right(times, time)
         if end == 0 or times[end - 1] <= time - staleness:
-            return None
-        return self.values[end - 1]
+            return False, 0.0
+        return True, self.values[end - 1]
 
     def total(self, start: int, end: int) -> float:
         return self.cums[end] - self.cums[start]
 
     def window(self, start_time: float, end_time: float) -> tuple[float, int]:
         """(sum, count) of samples in (start_time, end_time]."""
-        times = self.times
-        end = len(times) if end_time >= self.last_time else bisect_right(times, end_time)
-        start = bisect_right(times, start_time, 0, end)
-        cums = self.cums
-        return cums[end] - cums[start], end - start
+        if end_time >= self.last_time:  # every live tick
+            end, end_sum = len(self.times), self.last_sum
+        else:
+            end = bisect_right(self.times, end_time)
+            end_sum = self.cums[end]
+        start = self.after(start_time)
+        if start >= end:
+            return end_sum - end_sum, 0
+        return end_sum - self.hint_sum, end - start
 
     def forget_through(self, time: float) -> None:
         """Drop samples at or before `time`, in batches: keeping the rest copies it, so it
@@ -127,13 +190,18 @@ class Series:
         of staying pinned, mostly empty, in the C heap — that is most of a big
         controller's RSS otherwise.
         """
-        count = bisect_right(self.times, time)
-        if count < _FORGET_BATCH or count * 5 < len(self.times):
+        times = self.times
+        if len(times) < _FORGET_BATCH or times[_FORGET_BATCH - 1] > time:
+            return  # fewer than a batch to drop: one read instead of a binary search
+        count = bisect_right(times, time)
+        if count * 5 < len(times):
             return
         self.times = self.times[count:]
         self.values = self.values[count:]
         self.cums = self.cums[count:]
         self.dropped += count
+        if self.hint <= self.dropped:  # the sample below the hint is gone
+            self._unhint()
         if not self.times:
             self.last_time, self.last_value = _NEVER, 0.0
 

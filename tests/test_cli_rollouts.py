@@ -282,14 +282,21 @@ def test_run_exits_1_when_it_rolls_back(tmp_path: Path) -> None:
 @pytest.mark.parametrize("interrupt", [signal.SIGINT, signal.SIGTERM])
 def test_an_interrupted_run_is_resumed_by_the_next_run(tmp_path: Path, interrupt: signal.Signals) -> None:
     rollout = write_rollout(tmp_path, delay=2.0)  # "web" takes 2 s per operation: time to interrupt
-    process = subprocess.Popen(
-        [str(TIDEGATE), "run", str(rollout)],
-        cwd=tmp_path,
-        env=cli_env(),
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
+    # Started as from a terminal. A pytest-xdist worker of the full suite ignores SIGINT and
+    # a child inherits an ignored signal (then Python raises no KeyboardInterrupt); a handler
+    # is not inherited, so while the child starts the worker handles SIGINT as Python does.
+    ignored = signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        process = subprocess.Popen(
+            [str(TIDEGATE), "run", str(rollout)],
+            cwd=tmp_path,
+            env=cli_env(),
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+    finally:
+        signal.signal(signal.SIGINT, ignored)
     assert process.stderr is not None
     for line in process.stderr:  # the first transition is journaled: its actuation is under way
         if " transition " in line:

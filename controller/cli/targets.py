@@ -20,18 +20,19 @@ from collections.abc import Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
-import httpx
 import typer
 
 from adapters.actuators.base import Observed
-from adapters.actuators.registry import ACTUATORS, Kind, build_actuator
 from adapters.credentials import NamesSecrets
 from controller.core.plan import Intent, TargetPlan, TargetView, plan
 from controller.spec import RolloutSpec, TargetSpec, load_rollout, target_views
 from policies.errors import TidegateError
 from policies.operations import Op
+
+if TYPE_CHECKING:
+    import httpx
 
 EXIT_READY, EXIT_NOT_READY = 0, 1
 
@@ -73,6 +74,8 @@ def check_command(
 
 def check_targets(spec: RolloutSpec, env: Mapping[str, str]) -> list[TargetCheck]:
     """Check every target of `spec`, all at once (a slow or dead one delays only itself)."""
+    import httpx  # here, not at the top: see controller.bootstrap.build_actuators
+
     views = target_views(spec)
     decisions = {intent: plan(intent, None, spec.previous_version, views) for intent in Intent}
     with tempfile.TemporaryDirectory(prefix="tidegate-check-") as scratch, httpx.Client() as client:
@@ -93,6 +96,8 @@ def check_targets(spec: RolloutSpec, env: Mapping[str, str]) -> list[TargetCheck
 
 def _secret_variables(target: TargetSpec) -> tuple[str, ...] | None:
     """The variables a target's settings name as its credentials; None when its kind names none."""
+    from adapters.actuators.registry import ACTUATORS, Kind  # see check_targets
+
     kind = ACTUATORS[target.kind]
     if not isinstance(kind, Kind):
         return None
@@ -107,6 +112,8 @@ def _observe(
     scratch: Path,
     client: httpx.Client,
 ) -> tuple[Observed | None, str]:
+    from adapters.actuators.registry import build_actuator  # see check_targets
+
     try:
         actuator = build_actuator(
             target.kind, target.name, target.settings, state_dir=scratch / target.name, env=env, http=client

@@ -4,19 +4,19 @@ from __future__ import annotations
 
 from bisect import bisect_right, insort
 
-from policies.rules.base import Reading, predicate
+from policies.rules.base import Bound, Reading, Rule
 from policies.schema import CountPolicy
 from policies.series import Event
 
 
-class EventCount:
-    __slots__ = ("compare", "match", "policy", "times", "within")
+class EventCount(Rule):
+    __slots__ = ("compare", "match", "times", "within")
 
     def __init__(self, policy: CountPolicy) -> None:
-        self.policy = policy
+        super().__init__(policy)
         self.match = tuple(policy.match.items())
         self.within = policy.within
-        self.compare = predicate(policy.count)
+        self.compare = Bound(policy.count)
         self.times: list[float] = []  # matching events, sorted
 
     def offer(self, event: Event) -> None:
@@ -37,7 +37,7 @@ class EventCount:
 
     def read(self, time: float) -> Reading:
         count = self.matching(time)
-        return self.compare(count), float(count)
+        return self.compare.holds(count), float(count)
 
     def describe(self, time: float) -> str:
         wanted = ", ".join(f"{k}={v}" for k, v in self.match) or "any"

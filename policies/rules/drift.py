@@ -18,32 +18,41 @@ import math
 from array import array
 from bisect import bisect_left, bisect_right
 from statistics import NormalDist
+from typing import Final
 
-from policies.rules.base import NO_READING, Reading, predicate
+from policies.rules.base import NO_READING, Bound, Reading, Rule
 from policies.schema import Direction, DriftPolicy
 from policies.series import RatioSeries, Series
+
+# Directions as constants: compiled, a module constant is a C variable, `Direction.DOWN` a
+# lookup on the class at every tick.
+DOWN: Final = Direction.DOWN
+UP: Final = Direction.UP
+BOTH: Final = Direction.BOTH
+_NO_COUNTS: Final = (False, 0.0, 0.0, 0.0, 0.0)
+_NO_STATISTICS: Final = (0.0, 0.0, 0.0, 0)
 
 
 def critical_z(confidence: float, direction: Direction) -> float:
     tail = 1 - confidence
-    if direction is Direction.BOTH:
+    if direction is BOTH:
         tail /= 2
     return NormalDist().inv_cdf(1 - tail)
 
 
 def signed_change(rel: float, direction: Direction) -> float:
     """The change as the rule's direction reads it: a 12% drop is +0.12 for `down`."""
-    if direction is Direction.DOWN:
+    if direction is DOWN:
         return -rel
-    if direction is Direction.UP:
+    if direction is UP:
         return rel
     return abs(rel)
 
 
 def significant(z: float, critical: float, direction: Direction) -> bool:
-    if direction is Direction.DOWN:
+    if direction is DOWN:
         return z <= -critical
-    if direction is Direction.UP:
+    if direction is UP:
         return z >= critical
     return abs(z) >= critical
 
@@ -56,17 +65,18 @@ def two_proportion_z(n0: float, d0: float, n1: float, d1: float) -> float:
     return (n1 / d1 - n0 / d0) / math.sqrt(variance)
 
 
-class _DriftBase:
-    __slots__ = ("baseline_window", "critical", "direction", "exceeds", "policy", "start", "window")
+class _DriftBase(Rule):
+    __slots__ = ("baseline_window", "critical", "direction", "exceeds", "min_samples", "start", "window")
 
     def __init__(self, policy: DriftPolicy, start: float) -> None:
-        self.policy = policy
+        super().__init__(policy)
         self.start = start
         self.window = policy.window
         self.baseline_window = policy.baseline.window
         self.direction = policy.direction
-        self.exceeds = predicate(policy.drift)
+        self.exceeds = Bound(policy.drift)
         self.critical = critical_z(policy.confidence, policy.direction)
+        self.min_samples = policy.min_samples
 
     def retention(self) -> float:
         return self.window
@@ -74,7 +84,7 @@ class _DriftBase:
     def current_range(self, series: Series, time: float) -> tuple[int, int]:
         """Indices of samples in (time − window, time] that are not before the start."""
         end = series.upto(time)
-        begin = bisect_right(series.times, time - self.window, 0, end)
+        begin = min(series.after(time - self.window), end)
         if time - self.window < self.start:  # only then can the start cut the window
             begin = max(begin, series.before(self.start))
         return begin, max(begin, end)
@@ -91,51 +101,51 @@ class _DriftBase:
 
 
 class RatioDrift(_DriftBase):
-    __slots__ = ("baseline", "min_samples", "signal")
+    __slots__ = ("baseline_den", "baseline_num", "has_baseline", "signal")
 
     def __init__(self, policy: DriftPolicy, signal: RatioSeries, start: float) -> None:
         super().__init__(policy, start)
         self.signal = signal
-        self.min_samples = policy.min_samples
-        self.baseline: tuple[float, float] | None = None
+        self.has_baseline = False  # frozen once found: (Σnum, Σden) before the start
+        self.baseline_num = self.baseline_den = 0.0
 
-    def _baseline(self) -> tuple[float, float] | None:
-        if self.baseline is None:
-            num, den = self.signal
-            (a, b), (c, d) = self.baseline_range(num), self.baseline_range(den)
-            if b > a and d > c:
-                self.baseline = (num.total(a, b), den.total(c, d))
-        return self.baseline
+    def _find_baseline(self) -> bool:
+        num, den = self.signal
+        (a, b), (c, d) = self.baseline_range(num), self.baseline_range(den)
+        if b > a and d > c:
+            self.baseline_num, self.baseline_den = num.total(a, b), den.total(c, d)
+            self.has_baseline = True
+        return self.has_baseline
 
-    def counts(self, time: float) -> tuple[float, float, float, float] | None:
-        baseline = self._baseline()
-        if baseline is None:
-            return None
+    def counts(self, time: float) -> tuple[bool, float, float, float, float]:
+        """(found, n0, d0, n1, d1): baseline and current counts; found is False when either
+        is missing or below min_samples. A flag rather than an optional tuple: compiled,
+        a plain tuple of floats is returned without allocating."""
+        if not self.has_baseline and not self._find_baseline():
+            return _NO_COUNTS
         num, den = self.signal
         (n1, num_count), (d1, den_count) = self.current_window(num, time), self.current_window(den, time)
         if num_count == 0 or den_count == 0:
-            return None
-        n0, d0 = baseline
+            return _NO_COUNTS
+        n0, d0 = self.baseline_num, self.baseline_den
         if d0 <= 0 or n0 <= 0 or d1 <= 0 or d1 < self.min_samples:
-            return None
-        return n0, d0, n1, d1
+            return _NO_COUNTS
+        return True, n0, d0, n1, d1
 
     def read(self, time: float) -> Reading:
-        counts = self.counts(time)
-        if counts is None:
+        found, n0, d0, n1, d1 = self.counts(time)
+        if not found:
             return NO_READING
-        n0, d0, n1, d1 = counts
         rel = (n1 / d1) / (n0 / d0) - 1
-        if not self.exceeds(signed_change(rel, self.direction)):
+        if not self.exceeds.holds(signed_change(rel, self.direction)):
             return False, rel
         z = two_proportion_z(n0, d0, n1, d1)
         return significant(z, self.critical, self.direction), rel
 
     def describe(self, time: float) -> str:
-        counts = self.counts(time)
-        if counts is None:
+        found, n0, d0, n1, d1 = self.counts(time)
+        if not found:
             return "no baseline or no current data"
-        n0, d0, n1, d1 = counts
         z = two_proportion_z(n0, d0, n1, d1)
         rel = (n1 / d1) / (n0 / d0) - 1
         return (
@@ -145,74 +155,117 @@ class RatioDrift(_DriftBase):
 
 
 class PlainDrift(_DriftBase):
-    __slots__ = ("baseline_mean", "late_seen", "ranked", "ranks", "series", "sorted_baseline")
+    """Mann-Whitney U of the current window against the frozen baseline.
+
+    Each sample from the rollout start on is ranked once against the sorted baseline;
+    `rank_sums` holds their running sum by the series' own (absolute) sample index, so the
+    U of the current window is a difference of two entries at the indices of the window
+    the mean already needs: no second series of ranks, no second window search.
+    """
+
+    __slots__ = (
+        "baseline_mean",
+        "late_seen",
+        "rank_origin",
+        "rank_sums",
+        "rank_total",
+        "ranked",
+        "series",
+        "sorted_baseline",
+    )
 
     def __init__(self, policy: DriftPolicy, series: Series, start: float) -> None:
         super().__init__(policy, start)
         self.series = series
-        self.sorted_baseline: array[float] | None = None
+        # A list, not an array: `bisect` reads a list's floats as they are, an array's by
+        # boxing each probe; ranking the new sample is then a third of the cost.
+        self.sorted_baseline: list[float] | None = None
         self.baseline_mean = 0.0
-        self.ranks = Series()  # per current sample: baseline values below it (+½ per tie)
+        # rank_sums[k] = Σ ranks (baseline values below, +½ per tie) of the samples with
+        # absolute index rank_origin … rank_origin + k − 1; origin -1 until the first rank.
+        self.rank_sums: array[float] = array("d", (0.0,))
+        self.rank_origin = -1
+        self.rank_total = 0.0  # rank_sums[-1]
         self.ranked = 0  # absolute index of the next sample of `series` to rank
         self.late_seen = 0  # series.late when ranked; a late insert shifts indices: re-rank
 
     def _rank_new_samples(self, end: int) -> None:
         baseline = self.sorted_baseline
         assert baseline is not None
-        series, ranks = self.series, self.ranks
+        series, sums = self.series, self.rank_sums
         first = self.ranked - series.dropped  # below `end`: the caller checked
-        if first < 0 or series.times[first] < self.start:  # ranks begin at the rollout start
-            first = max(first, series.before(self.start))
+        last = len(series.times) - 1  # live, the one new sample: read beside the arrays
+        if first < 0 or (series.last_time if first == last else series.times[first]) < self.start:
+            first = max(first, series.before(self.start))  # ranks begin at the rollout start
+        if self.rank_origin < 0:
+            self.rank_origin = first + series.dropped
+        elif first + series.dropped > self.ranked:  # samples forgotten unranked: they add 0
+            sums.extend(array("d", (self.rank_total,)) * (first + series.dropped - self.ranked))
         size = len(baseline)
+        total = self.rank_total
         for index in range(first, end):
-            value = series.values[index]
+            value = series.last_value if index == last else series.values[index]
             below = bisect_left(baseline, value)
             # Ties with the baseline are rare on continuous data: only then search again.
             tied = below < size and baseline[below] == value
             upto = bisect_right(baseline, value, below) if tied else below
-            ranks.append(series.times[index], below + (upto - below) / 2)
+            total += below + (upto - below) / 2
+            sums.append(total)
+        self.rank_total = total
         self.ranked = series.dropped + max(end, first)
 
-    def statistics(self, time: float) -> tuple[float, float, float, float] | None:
-        """(baseline mean, current mean, U z-score, current count) or None."""
+    def _rank_total(self, begin: int, end: int) -> float:
+        """Σ ranks of the samples with absolute index in [begin, end) (all ranked)."""
+        sums, origin = self.rank_sums, self.rank_origin
+        return sums[max(end - origin, 0)] - sums[max(begin - origin, 0)]
+
+    def statistics(self, time: float) -> tuple[float, float, float, int]:
+        """(baseline mean, current mean, U z-score, current count); the count is 0 when
+        there is no baseline or no current sample (a flag, not an optional tuple: see
+        `RatioDrift.counts`)."""
         series = self.series
         if self.sorted_baseline is None:
             a, b = self.baseline_range(series)
             if b == a:
-                return None
-            self.sorted_baseline = array("d", sorted(series.values[a:b]))
+                return _NO_STATISTICS
+            self.sorted_baseline = sorted(series.values[a:b])
             self.baseline_mean = math.fsum(self.sorted_baseline) / (b - a)
-        begin, end = self.current_range(series, time)
+        end = series.upto(time)
         if series.late != self.late_seen:
-            self.ranks, self.ranked, self.late_seen = Series(), 0, series.late
+            self.rank_sums, self.rank_origin, self.rank_total, self.ranked = array("d", (0.0,)), -1, 0.0, 0
+            self.late_seen = series.late
         if end > self.ranked - series.dropped:
             self._rank_new_samples(end)
-        n1, n2 = end - begin, len(self.sorted_baseline)
+        total, n1 = self.current_window(series, time)
+        n2 = len(self.sorted_baseline)
         if n1 == 0:
-            return None
-        mean1 = series.total(begin, end) / n1
-        u, _ = self.ranks.window(time - self.window, time)
+            return _NO_STATISTICS
+        mean1 = total / n1
+        u = self._rank_total(series.dropped + end - n1, series.dropped + end)
         sigma = math.sqrt(n1 * n2 * (n1 + n2 + 1) / 12)
         return self.baseline_mean, mean1, (u - n1 * n2 / 2) / sigma, n1
 
     def read(self, time: float) -> Reading:
-        stats = self.statistics(time)
+        mean0, mean1, z, n1 = self.statistics(time)
         # min_samples on a plain signal counts the current window's samples (it used to be
         # silently ignored here, while the ratio drift honoured it).
-        if stats is None or stats[0] == 0 or stats[3] < self.policy.min_samples:
+        if n1 == 0 or mean0 == 0 or n1 < self.min_samples:
             return NO_READING
-        mean0, mean1, z, _ = stats
         rel = mean1 / mean0 - 1
-        if not self.exceeds(signed_change(rel, self.direction)):
+        if not self.exceeds.holds(signed_change(rel, self.direction)):
             return False, rel
         return significant(z, self.critical, self.direction), rel
 
     def describe(self, time: float) -> str:
-        stats = self.statistics(time)
-        if stats is None:
+        mean0, mean1, z, n1 = self.statistics(time)
+        if n1 == 0:
             return "no baseline or no current data"
-        mean0, mean1, z, n1 = stats
         return f"mean {mean1:.4g} over {n1:g} samples vs baseline {mean0:.4g} (U z = {z:.2f})"
 
     def forget_through(self, time: float) -> None:
-        self.ranks.forget_through(time)
+        """Drop the ranks of samples the series has forgotten (no window reaches them), in
+        batches like `Series.forget_through`; `time` is implied by what the series kept."""
+        drop = self.series.dropped - self.rank_origin
+        if self.rank_origin >= 0 and drop >= 16 and drop * 5 >= len(self.rank_sums):
+            self.rank_sums = self.rank_sums[drop:]
+            self.rank_origin += drop

@@ -37,14 +37,14 @@ def wilson_bounds(successes: float, trials: float, z: float) -> tuple[float, flo
     return (low, high)
 
 
-def window_ratio(signal: RatioSeries, start: float, end: float) -> tuple[float, float] | None:
-    """(Σnum, Σden) over (start, end]; None when either counter has no sample there.
+def window_ratio(signal: RatioSeries, start: float, end: float) -> tuple[float, float, bool]:
+    """(Σnum, Σden, found) over (start, end]; found is False when either counter has no
+    sample there.
 
     A counter with no sample is missing data, not zero: inventing a 0 for the numerator
-    would report a perfect error rate for a canary whose error metric vanished.
+    would report a perfect error rate for a canary whose error metric vanished. (A flag,
+    not an optional tuple: compiled, a plain tuple is returned without an allocation.)
     """
     num, num_count = signal.num.window(start, end)
     den, den_count = signal.den.window(start, end)
-    if num_count == 0 or den_count == 0:
-        return None
-    return num, den
+    return num, den, num_count != 0 and den_count != 0

@@ -2,78 +2,77 @@
 
 from __future__ import annotations
 
-from policies.rules.base import NO_READING, Reading, predicate
+from policies.rules.base import NO_READING, Bound, Reading, Rule
 from policies.rules.ratio import wilson_bounds, window_ratio, z_for
 from policies.schema import ThresholdPolicy
 from policies.series import RatioSeries, Series
 
 
-class PlainThreshold:
-    __slots__ = ("compare", "limit", "policy", "series", "staleness")
+class PlainThreshold(Rule):
+    __slots__ = ("compare", "limit", "series", "staleness")
 
     def __init__(self, policy: ThresholdPolicy, series: Series) -> None:
-        self.policy = policy
+        super().__init__(policy)
         self.series = series
         self.staleness = policy.staleness
-        self.compare = predicate(policy.when)
+        self.compare = Bound(policy.when)
 
     def read(self, time: float) -> Reading:
-        value = self.series.latest(time, self.staleness)
-        if value is None:
+        found, value = self.series.latest(time, self.staleness)
+        if not found:
             return NO_READING
-        return self.compare(value), value
+        return self.compare.holds(value), value
 
     def describe(self, time: float) -> str:
-        value = self.series.latest(time, self.staleness)
-        return "no sample within staleness" if value is None else f"{value:g}"
+        found, value = self.series.latest(time, self.staleness)
+        return f"{value:g}" if found else "no sample within staleness"
 
     def retention(self) -> float:
         return self.staleness
 
 
-class RatioThreshold:
+class RatioThreshold(Rule):
     """Σnum/Σden over (t − window, t]; below `min_samples` of Σden there is no value.
 
     With `confidence`, the condition is judged on the Wilson bound on the side that makes
     the claim hardest to make: the lower bound for `>`/`>=`, the upper for `<`/`<=`.
     """
 
-    __slots__ = ("compare", "min_samples", "policy", "signal", "upper", "window", "z")
+    __slots__ = ("compare", "confidence", "min_samples", "signal", "upper", "window", "z")
 
     def __init__(self, policy: ThresholdPolicy, signal: RatioSeries) -> None:
-        self.policy = policy
+        super().__init__(policy)
         self.signal = signal
         self.window = policy.window
         self.min_samples = policy.min_samples
-        self.compare = predicate(policy.when)
+        self.compare = Bound(policy.when)
+        self.confidence = policy.confidence
         self.z = z_for(policy.confidence) if policy.confidence is not None else None
         self.upper = policy.when.op in ("<", "<=")
 
     def read(self, time: float) -> Reading:
-        sums = window_ratio(self.signal, time - self.window, time)
-        if sums is None:
+        num, den, found = window_ratio(self.signal, time - self.window, time)
+        if not found:
             return NO_READING
-        num, den = sums
         if den <= 0 or den < self.min_samples:
             return NO_READING
         ratio = num / den
         if self.z is None:
-            return self.compare(ratio), ratio
+            return self.compare.holds(ratio), ratio
         low, high = wilson_bounds(num, den, self.z)
-        return self.compare(high if self.upper else low), ratio
+        return self.compare.holds(high if self.upper else low), ratio
 
     def describe(self, time: float) -> str:
-        sums = window_ratio(self.signal, time - self.window, time)
-        if sums is None:
+        num, den, found = window_ratio(self.signal, time - self.window, time)
+        if not found:
             return "no samples in the window"
-        num, den = sums
         if den <= 0 or den < self.min_samples:
             return f"{den:g} in the window, fewer than min_samples {self.min_samples:g}"
         text = f"{num:g}/{den:g} = {num / den:.4g}"
         if self.z is not None:
             low, high = wilson_bounds(num, den, self.z)
             side, bound = ("upper", high) if self.upper else ("lower", low)
-            text += f", {side} {self.policy.confidence:g} bound {bound:.4g}"
+            text += f", {side} {self.confidence:g} bound {bound:.4g}"
         return text
 
     def retention(self) -> float:
