@@ -164,15 +164,15 @@ def _drift_level(rule: Rule) -> Callable[[float], float | None] | None:
     if isinstance(rule, RatioDrift):
 
         def ratio_level(now: float) -> float | None:
-            counts = rule.counts(now)
-            return None if counts is None else counts[2] / counts[3]
+            found, _, _, num, den = rule.counts(now)
+            return num / den if found else None
 
         return ratio_level
     if isinstance(rule, PlainDrift):
 
         def plain_level(now: float) -> float | None:
-            stats = rule.statistics(now)
-            return None if stats is None else stats[1]
+            _, mean, _, count = rule.statistics(now)
+            return mean if count else None
 
         return plain_level
     return None
@@ -189,8 +189,8 @@ def _threshold(
         return policy.count.value, f"{policy.count.op} {policy.count.value:g} events", None, None
     window = Window(start - policy.baseline.window, start)
     base: float | None = None
-    if isinstance(rule, RatioDrift) and rule.baseline is not None:
-        base = rule.baseline[0] / rule.baseline[1]
+    if isinstance(rule, RatioDrift) and rule.has_baseline and rule.baseline_den:
+        base = rule.baseline_num / rule.baseline_den
     elif isinstance(rule, PlainDrift) and rule.sorted_baseline is not None:
         base = rule.baseline_mean
     bound = policy.drift.value
