@@ -1,9 +1,9 @@
 """Pushed incidents and alerts: verify a webhook delivery, then turn it into Events.
 
-Pure functions of (headers, raw body, secret, now) — the HTTP endpoint that calls them comes
-with the controller service. Each returns the delivery's Events (severity mapped as the pull
-sources map it, id = the vendor's incident id so a delivery repeated, or also read by a pull
-source, counts once) or raises a `WebhookError`:
+Pure functions of (headers, raw body, secret, now); `tidegate serve` calls them at
+POST /api/v1/webhooks/{name} (controller/service/api/audit.py). Each returns the delivery's
+Events (severity mapped as the pull sources map it, id = the vendor's incident id so a
+delivery repeated, or also read by a pull source, counts once) or raises a `WebhookError`:
 
     WebhookError          (policies.errors.TidegateError)
      ├── BadSignature     missing, malformed or wrong signature / token
