@@ -21,18 +21,16 @@ import asyncio
 import contextlib
 import hashlib
 import logging
-import threading
 import time
 import uuid
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import httpx
 
-from adapters.sources import opsgenie, pagerduty, sentry, webhooks
-from adapters.sources.incidents import DEFAULT_SIGNAL
+from adapters.sources import webhooks
 from adapters.sources.registry import SourceContext
 from controller.bootstrap import state_dir
 from controller.core import machine
@@ -40,26 +38,25 @@ from controller.core.model import RolloutId, RolloutStatus, State
 from controller.notify import Counters, Dispatcher
 from controller.runtime import Event as RuntimeEvent
 from controller.runtime import LiveRollout, Observer, Reconciler
+from controller.service.buffers import CachedInbox, ReadsBuffer
 from controller.service.config import ServiceConfig, WebhookConfig
 from controller.service.logs import correlation_id
 from controller.service.metrics import Metrics
+from controller.service.webhooks import UnknownEndpoint, reads_endpoint, verify
 from controller.service.worker import LeaseClock, RolloutWorker, describe_error
 from controller.spec import LiveSource, RolloutSpec, load_rollout, spec_from_json
 from controller.store.base import (
     AuditDraft,
     FencedOut,
-    InboxEvent,
     Lease,
     ManualRequest,
     RolloutRecord,
-    SourceRead,
     StaleStatus,
     Store,
     StoreError,
     UnknownRollout,
 )
 from policies.errors import TidegateError
-from policies.series import Event
 
 log = logging.getLogger("tidegate.service")
 STEP_THREADS = 4  # steps block on the store and on targets; actuation fans out on its own pool
@@ -209,13 +206,13 @@ class Service:
         config = self._webhook(endpoint)
         secret = self.env.get(config.secret_env, "")
         now = self.clock()
-        events = _verify(config, headers, body, secret, now, self._guards[endpoint])
+        events = verify(config, headers, body, secret, now, self._guards[endpoint])
         added = await asyncio.to_thread(self.store.push_events, endpoint, events, now)
         if added:
             self.inbox.head = await asyncio.to_thread(self.store.inbox_head)
         self.metrics.webhook_events.labels(endpoint=endpoint).inc(added)
         for rollout_id, handle in self.handles.items():
-            if any(_reads(source, endpoint) for source in handle.worker.spec.sources):
+            if any(reads_endpoint(source, endpoint) for source in handle.worker.spec.sources):
                 self.wake(rollout_id, correlation_id.get())
         return added
 
@@ -443,88 +440,3 @@ async def _settle(tasks: list[asyncio.Task[None]]) -> None:
     """Wait for cancelled rollout tasks: each waits for its step thread, so a step in flight
     finishes and journals (or is fenced out) before the task ends."""
     await asyncio.gather(*tasks, return_exceptions=True)
-
-
-class UnknownEndpoint(TidegateError):
-    pass
-
-
-class ReadsBuffer:
-    """Source-read counts of every rollout, written to the store in one transaction per poll
-    period instead of one per rollout step (a step must not wait for an fsync to count)."""
-
-    def __init__(self, store: Store) -> None:
-        self.store = store
-        self._lock = threading.Lock()
-        self._pending: list[tuple[RolloutId, Sequence[SourceRead]]] = []
-
-    def add(self, rollout_id: RolloutId, reads: Sequence[SourceRead]) -> None:
-        with self._lock:
-            self._pending.append((rollout_id, reads))
-
-    def flush(self) -> None:
-        with self._lock:
-            batch, self._pending = self._pending, []
-        try:
-            self.store.record_source_reads_batch(batch)
-        except StoreError:
-            with self._lock:  # kept for the next flush: counts are late, never lost
-                self._pending[:0] = batch
-            raise
-
-
-class CachedInbox:
-    """The store's inbox for `pushed` sources, with its head kept in memory: updated by the
-    poll loop and by this replica's own webhooks, so a step that has nothing new to read
-    asks the store nothing."""
-
-    def __init__(self, store: Store) -> None:
-        self.store = store
-        self.head = store.inbox_head()
-
-    def inbox_head(self) -> int:
-        return self.head
-
-    def inbox(
-        self, endpoint: str, after_id: int = 0, since: float | None = None, until_id: int | None = None
-    ) -> list[InboxEvent]:
-        return self.store.inbox(endpoint, after_id, since, until_id)
-
-
-def _reads(source: object, endpoint: str) -> bool:
-    return (
-        isinstance(source, LiveSource)
-        and source.kind == "pushed"
-        and source.settings.get("endpoint") == endpoint
-    )
-
-
-def _verify(
-    config: WebhookConfig,
-    headers: Mapping[str, str],
-    body: bytes,
-    secret: str,
-    now: float,
-    guard: webhooks.ReplayGuard,
-) -> list[Event]:
-    """The delivery's events by the vendor's scheme; a WebhookError when it is not genuine."""
-    signal = config.signal or DEFAULT_SIGNAL
-    if config.vendor == "pagerduty":
-        settings = pagerduty.PagerDutySettings(
-            token_env="-", signal=signal, **({"severity": config.severity} if config.severity else {})
-        )
-        return webhooks.verify_pagerduty(headers, body, secret, settings=settings)
-    if config.vendor == "sentry":
-        severity = config.severity or sentry.LEVEL_SEVERITY
-        return webhooks.verify_sentry(headers, body, secret, signal=signal, severity=severity)
-    if config.vendor == "opsgenie":
-        severity = config.severity or opsgenie.PRIORITY_SEVERITY
-        return webhooks.verify_opsgenie(headers, body, secret, signal=signal, severity=severity)
-    if config.vendor == "generic":
-        return webhooks.verify_generic(
-            headers, body, secret, now, guard, signal=signal, severity=config.severity
-        )
-    webhooks.check_token(headers, secret)
-    return webhooks.parse_alertmanager(
-        body, signal=config.signal or webhooks.ALERTS_SIGNAL, severity=config.severity
-    )

@@ -19,7 +19,7 @@ from adapters.sources.webhooks import (
 from controller.core.model import RolloutId
 from controller.service.api.auth import READ_ERRORS, TheService, Viewer, role
 from controller.service.api.views import iso
-from controller.service.supervisor import UnknownEndpoint
+from controller.service.webhooks import UnknownEndpoint
 
 router = APIRouter(prefix="/api/v1")
 REJECTED = {BadSignature: 401, StaleWebhook: 401, ReplayedWebhook: 409, MalformedWebhook: 400}
