@@ -14,6 +14,7 @@ Samples live in `array("d")`, not lists: 8 bytes a number instead of a pointer t
 
 from __future__ import annotations
 
+import struct
 from array import array
 from bisect import bisect_left, bisect_right, insort
 from collections.abc import Sequence
@@ -106,12 +107,12 @@ class Series:
             for time, value in zip(times, values, strict=True):
                 self.append(time, value)
             return
-        self.times.extend(times)
-        self.values.extend(values)
+        self.times.frombytes(_packed(times))
+        self.values.frombytes(_packed(values))
         if self.cums:
             sums = accumulate(values, initial=self.cums[-1])
             next(sums)  # accumulate starts by repeating the initial value
-            self.cums.extend(sums)
+            self.cums.frombytes(struct.pack(f"{len(values)}d", *sums))
             self.last_sum = self.cums[-1]
         self.last_time, self.last_value = self.times[-1], self.values[-1]
 
@@ -238,6 +239,13 @@ class Series:
             self._unhint()
         if not self.times:
             self.last_time, self.last_value = _NEVER, 0.0
+
+
+def _packed(numbers: Sequence[float]) -> bytes:
+    """The numbers as C doubles, for `array.frombytes`. An array stores each float it is
+    given through a generic argument parser (~200 instructions a number, most of a bulk
+    load); `struct` converts them at less than half of that."""
+    return struct.pack(f"{len(numbers)}d", *numbers)
 
 
 class RatioSeries(NamedTuple):
