@@ -226,17 +226,18 @@ class Series:
         controller's RSS otherwise.
         """
         times = self.times
-        if len(times) < _FORGET_BATCH or times[_FORGET_BATCH - 1] > time:
-            return  # fewer than a batch to drop: one read instead of a binary search
+        need = max(_FORGET_BATCH, (len(times) + 4) // 5)  # the fewest worth a copy
+        if len(times) < need or times[need - 1] > time:
+            return  # fewer than that to drop: one read instead of a binary search
         count = bisect_right(times, time)
-        if count * 5 < len(times):
-            return
         self.times = self.times[count:]
         self.values = self.values[count:]
         self.cums = self.cums[count:]
         self.dropped += count
-        if self.hint <= self.dropped or self.end <= self.dropped:  # a sample below a cursor is gone
-            self._unhint()
+        if self.hint <= self.dropped:  # the sample below the start cursor is gone
+            self.hint_low = self.hint_high = _UNKNOWN
+        if self.end <= self.dropped:  # the same for the end cursor
+            self.end_low = self.end_high = _UNKNOWN
         if not self.times:
             self.last_time, self.last_value = _NEVER, 0.0
 
