@@ -22,14 +22,13 @@ import random
 import re
 import time
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass
 from typing import Any
 
 import httpx
-from tenacity import RetryCallState, Retrying, retry_if_exception, stop_after_attempt, stop_after_delay
-from tenacity.stop import stop_base
+from tenacity import RetryCallState, Retrying, retry_if_exception
 
 from adapters.errors import ActuatorError, AuthFailed, Permanent, Precondition, RateLimited, Transient
+from adapters.retry import RetryPolicy
 
 DEFAULT_TIMEOUT = httpx.Timeout(10.0, connect=5.0)
 # Headers vendors use to say when to come back: seconds, or an epoch (s or ms) of the reset.
@@ -40,22 +39,6 @@ _MESSAGE_LIMIT = 300  # characters of the vendor's own message kept in an error
 # vendor that echoes the credential back (in a header or a body) would put it in the log.
 _HTTP_LIBRARIES = ("httpx", "httpcore")
 _HTTP_LOGGERS = ("httpx", "httpcore.connection", "httpcore.http11", "httpcore.http2", "httpcore.proxy")
-
-
-@dataclass(frozen=True)
-class RetryPolicy:
-    attempts: int = 4
-    initial: float = 0.25
-    maximum: float = 8.0
-    longest_wait: float = 120.0  # a Retry-After beyond this is not waited out: escalate instead
-    # No new attempt once this many seconds passed since the first: quick failures (refused,
-    # 5xx) are retried, a request that already timed out is not tried again. None: no budget.
-    budget: float | None = None
-
-    def stop(self) -> stop_base:
-        """tenacity's stop rule: the attempts cap, and the time budget when there is one."""
-        attempts = stop_after_attempt(self.attempts)
-        return attempts if self.budget is None else attempts | stop_after_delay(self.budget)
 
 
 Classifier = Callable[[httpx.Response, str], ActuatorError | None]

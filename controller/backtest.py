@@ -11,12 +11,11 @@ import math
 from bisect import bisect_right
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from operator import attrgetter
 from typing import Any
 
 from adapters.sources.replay import ReplayData
 from controller.core.decide import Verdict, decide
-from policies.evaluator import Evaluator, SignalKind
+from policies.evaluator import Evaluator, SignalKind, statuses_of
 from policies.rules.base import RuleState, Status
 from policies.schema import CountPolicy, Policy
 from policies.timestamps import format_timestamp
@@ -165,13 +164,13 @@ def _tick_through(
     """
     previous = [Status.OK] * len(evaluator.rules)
     last_verdict: Verdict | None = None
-    tick, status_of = evaluator.tick, attrgetter("status")
+    tick = evaluator.tick
     k = 0
     while (now := begin + k * interval) <= last:
         if now > feed.until:
             feed.load_through(now)
         states = tick(now)
-        statuses = list(map(status_of, states))
+        statuses = statuses_of(states)
         if statuses != previous or last_verdict is None:
             _record_transitions(evaluator, result, states, previous, now)
             previous = statuses

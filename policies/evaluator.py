@@ -13,7 +13,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from enum import Enum
 
 from policies.errors import TidegateError
-from policies.rules.base import NO_DATA, Rule, RuleState, Streak
+from policies.rules.base import NO_DATA, Rule, RuleState, Status, Streak
 from policies.rules.count import EventCount, EventStream
 from policies.rules.drift import PlainDrift, RatioDrift
 from policies.rules.threshold import PlainThreshold, RatioThreshold
@@ -163,3 +163,10 @@ class Evaluator:
         for stream in self.streams.values():
             longest = max((r.within for r in stream.rules), default=0.0)
             stream.forget_through(time - longest)
+
+
+def statuses_of(states: list[RuleState]) -> list[Status]:
+    """The statuses of a tick's states, for a caller that compares ticks (the backtest).
+    Here rather than `map(attrgetter("status"), …)` in the caller: compiled, reading the
+    attribute is a C field load instead of a generic attribute lookup per rule."""
+    return [state.status for state in states]

@@ -14,7 +14,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Protocol
 
-from adapters.http import RetryPolicy
+from adapters.retry import RetryPolicy
 from policies.series import Event
 
 Columns = dict[str, tuple[list[float], list[float]]]  # column → (times, values), time-ordered

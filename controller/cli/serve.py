@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import os
 import signal
@@ -11,14 +10,16 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from controller.service.config import ServiceConfig, load_config
-from controller.service.tokens import TOKENS_ENV, Tokens, hash_token, new_token
-from controller.store import DATABASE_URL_ENV, open_store
+from controller.service.tokens import hash_token, new_token
 
 if TYPE_CHECKING:
+    from controller.service.config import ServiceConfig
     from controller.service.supervisor import Service
+    from controller.service.tokens import Tokens
 
-# The web stack (fastapi, uvicorn) is imported by `serve` only: other commands start faster.
+# The service (its config pulls in every notifier and so httpx), asyncio and the web stack
+# (fastapi, uvicorn) are imported by `serve` only: every other command, `backtest` first,
+# starts faster (docs/performance.md).
 
 
 def register(app: typer.Typer) -> None:
@@ -35,11 +36,16 @@ def serve_command(
     plain_logs: Annotated[bool, typer.Option(help="Human-readable lines instead of JSON.")] = False,
 ) -> None:
     """Run the controller: many rollouts, the HTTP API, /metrics; replicas share PostgreSQL."""
+    import asyncio
+
     import httpx
 
     from controller.notify import build_dispatcher
+    from controller.service.config import load_config
     from controller.service.logs import configure
     from controller.service.supervisor import Service
+    from controller.service.tokens import Tokens
+    from controller.store import open_store
 
     settings = load_config(config)
     env = os.environ
@@ -62,6 +68,8 @@ def serve_command(
 
 
 async def _serve(service: Service, tokens: Tokens, settings: ServiceConfig) -> None:
+    import asyncio
+
     import uvicorn
 
     from controller.service.api import create_app
@@ -103,6 +111,9 @@ async def _serve(service: Service, tokens: Tokens, settings: ServiceConfig) -> N
 
 
 def _secrets(settings: ServiceConfig, env: Mapping[str, str]) -> list[str]:
+    from controller.service.tokens import TOKENS_ENV
+    from controller.store import DATABASE_URL_ENV
+
     values = [env.get(w.secret_env, "") for w in settings.webhooks]
     for notifier in settings.notifications:  # a Slack webhook URL is itself a secret
         names = [getattr(notifier, field, None) for field in ("webhook_url_env", "secret_env")]
