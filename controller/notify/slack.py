@@ -25,7 +25,8 @@ from collections.abc import Callable
 
 import httpx
 
-from adapters.http import RetryPolicy, VendorHttp
+from adapters.http import RetryPolicy
+from controller.notify.endpoint import endpoint_http
 from controller.notify.messages import Message
 from controller.notify.templates import Templates
 
@@ -51,19 +52,11 @@ class Slack:
     ) -> None:
         self._name = name
         self._templates = templates
-        parsed = httpx.URL(url)
-        self._path = parsed.raw_path.decode("ascii")
-        token = self._path.rstrip("/").rsplit("/", 1)[-1]
-        self.secrets: tuple[str, ...] = tuple(s for s in (url, self._path, token) if len(s) >= 8)
-        self._http = VendorHttp(
-            client,
-            vendor=f"slack {name}",
-            base_url=f"{parsed.scheme}://{parsed.netloc.decode('ascii')}",
-            secrets=self.secrets,
-            retry=retry,
-            sleep=sleep,
-            clock=clock,
-            timeout=httpx.Timeout(timeout),
+        path = httpx.URL(url).raw_path.decode("ascii")
+        token = path.rstrip("/").rsplit("/", 1)[-1]
+        self.secrets: tuple[str, ...] = tuple(s for s in (url, path, token) if len(s) >= 8)
+        self._http, self._path = endpoint_http(
+            client, f"slack {name}", url, self.secrets, retry=retry, timeout=timeout, sleep=sleep, clock=clock
         )
 
     @property

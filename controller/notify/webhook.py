@@ -27,8 +27,9 @@ from collections.abc import Callable
 
 import httpx
 
-from adapters.http import RetryPolicy, VendorHttp
+from adapters.http import RetryPolicy
 from adapters.sources.webhooks import sign_generic
+from controller.notify.endpoint import endpoint_http
 from controller.notify.messages import Message
 from controller.notify.templates import Templates
 from policies.timestamps import format_timestamp
@@ -68,18 +69,16 @@ class Webhook:
         self._secret = secret
         self._templates = templates
         self._clock = clock
-        parsed = httpx.URL(url)
-        self._path = parsed.raw_path.decode("ascii")
         self.secrets: tuple[str, ...] = (secret,) if secret else ()
-        self._http = VendorHttp(
+        self._http, self._path = endpoint_http(
             client,
-            vendor=f"webhook {name}",
-            base_url=f"{parsed.scheme}://{parsed.netloc.decode('ascii')}",
-            secrets=self.secrets,
+            f"webhook {name}",
+            url,
+            self.secrets,
             retry=retry,
+            timeout=timeout,
             sleep=sleep,
             clock=clock,
-            timeout=httpx.Timeout(timeout),
         )
 
     @property
