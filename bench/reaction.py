@@ -32,6 +32,7 @@ import httpx
 import yaml
 
 from adapters.sources.webhooks import sign_generic
+from tests.prometheus_server import free_port
 
 TARGET_P99_MS = 1000.0
 SECRET = "bench-generic-webhook-secret"
@@ -114,14 +115,6 @@ class Receiver:
         return self.arrived[trial]
 
 
-def _free_port() -> int:
-    import socket
-
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
-
-
 def _incident(client: httpx.Client, trial: int, n: int) -> None:
     now = int(time.time())
     body = json.dumps(
@@ -135,7 +128,7 @@ def _incident(client: httpx.Client, trial: int, n: int) -> None:
 
 def run(trials: int, folder: Path) -> ReactionResult:
     receiver = Receiver()
-    port = _free_port()
+    port = free_port()
     config = {
         "listen": f"127.0.0.1:{port}",
         "store": str(folder / "state.db"),

@@ -33,11 +33,11 @@ from pathlib import Path
 import httpx
 import yaml
 
-from bench.reaction import _free_port
 from controller.core.model import RolloutId, RolloutStatus, State
 from controller.spec import load_rollout
 from controller.store import open_store
 from controller.store.base import AuditDraft, RolloutRecord
+from tests.prometheus_server import free_port
 from tests.serve_rollouts import PACK  # the runbook's incident rule, as the serve tests use it
 
 TOKEN = "bench-viewer-token-0123456789abcdef"
@@ -139,7 +139,7 @@ def run(rollouts: int, interval: float, clients: int, seconds: float, store_url:
         folder = Path(name)
         url = store_url or str(folder / "state.db")
         fill(url, folder, rollouts, interval)
-        port = _free_port()
+        port = free_port()
         config = {
             "listen": f"127.0.0.1:{port}",
             "store": url,

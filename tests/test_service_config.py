@@ -77,3 +77,29 @@ def test_bad_token_entries_are_refused(tmp_path: Path) -> None:
         Tokens.load(str(path), {})
     with pytest.raises(TokenError, match="cannot read"):
         Tokens.load(str(tmp_path / "missing.yaml"), {})
+
+
+def test_a_token_made_by_the_cli_authenticates_from_the_file_it_prints(tmp_path: Path) -> None:
+    import subprocess
+
+    from tests.serve_process import TIDEGATE
+
+    done = subprocess.run(
+        [TIDEGATE, "tokens", "new", "alice", "--role", "operator"],
+        check=False,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 0, done.stderr
+    token = done.stdout.split("token (shown once): ", 1)[1].split()[0]
+    entry = done.stdout.split("tokens.yaml entry:", 1)[1].strip()
+    path = tmp_path / "tokens.yaml"
+    path.write_text(f"tokens:\n  {entry}\n")
+    found = Tokens.load(str(path), {}).authenticate(token)
+    assert found is not None and (found.name, found.role) == ("alice", Role.OPERATOR)
+    assert token not in path.read_text()
+    bad = subprocess.run(
+        [TIDEGATE, "tokens", "new", "bob", "--role", "root"], check=False, capture_output=True, text=True
+    )
+    assert bad.returncode == 2 and "viewer, operator or admin" in bad.stderr
