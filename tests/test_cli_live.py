@@ -136,8 +136,12 @@ def test_the_view_is_redrawn_at_each_tick_and_event_on_the_replay_clock(
 
 
 def test_a_failing_terminal_falls_back_to_plain_lines_and_the_rollout_finishes(
-    workdir: Path, caplog: pytest.LogCaptureFixture
+    workdir: Path, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    # Every event draws a frame (no ~20 fps cap), so the terminal fails mid-rollout however
+    # fast the replay runs.
+    monkeypatch.setattr(rollouts, "REPLAY_REDRAW", 0.0)
+
     class ClosedAfterFirstFrames(io.StringIO):
         """A terminal that goes away mid-rollout (the window was closed, ssh dropped)."""
 
