@@ -41,7 +41,7 @@ def policies(count: int) -> list[Policy]:
 
 def measure(rules: int, ticks: int, *, traces: int = TRACES, records: int = RECORDS) -> TraceCost:
     chosen = policies(rules)
-    states = [RuleState(p, Status.OK, 0.5, None) for p in chosen]
+    states = [RuleState(p, Status.OK, 0.5, 0.0) for p in chosen]
     fullest = ticks + max(16, ticks // 4) - 1
     tracemalloc.start()
     kept = [Trace(chosen, ticks) for _ in range(traces)]

@@ -14,7 +14,7 @@ import math
 from collections.abc import Iterable, Mapping
 
 from policies.evaluator import SignalKind
-from policies.rules.base import RuleState, Status, Streak
+from policies.rules.base import RuleState, Status
 from policies.rules.drift import critical_z, signed_change, significant, two_proportion_z
 from policies.rules.ratio import wilson_bounds, z_for
 from policies.schema import CountPolicy, DriftPolicy, Policy, ThresholdPolicy
@@ -35,6 +35,23 @@ def newest(samples: Samples, time: float) -> tuple[float, float] | None:
         if t <= time and (best is None or t >= best[0]):
             best = (t, v)
     return best
+
+
+class Streak:
+    """Prometheus alerting `for`, as literally as it reads: pending from the first tick
+    that holds, breach once `time − since ≥ for`; a false condition or no value ends it."""
+
+    def __init__(self, hold_for: float) -> None:
+        self.hold_for = hold_for
+        self.since: float | None = None
+
+    def update(self, holds: bool | None, time: float) -> Status:
+        if holds:
+            if self.since is None:
+                self.since = time
+            return Status.BREACH if time - self.since >= self.hold_for else Status.PENDING
+        self.since = None
+        return Status.NO_DATA if holds is None else Status.OK
 
 
 class NaiveEvaluator:
@@ -69,7 +86,7 @@ class NaiveEvaluator:
             holds, value = self.read(policy, time)
             status = streak.update(holds, time)
             shown = value if status is not Status.NO_DATA else None
-            states.append(RuleState(policy, status, shown, streak.since))
+            states.append(RuleState.of(policy, status, shown, streak.since))
         return states
 
     def read(self, policy: Policy, time: float) -> Reading:

@@ -191,7 +191,7 @@ def _record_transitions(
 ) -> None:
     for index, state in enumerate(states):
         if state.status is not previous[index]:
-            rule = evaluator.rules[index][0]
+            rule = evaluator.rules[index]
             result.transitions.append(
                 Transition(
                     state.policy.id, now, previous[index], state.status, state.value, rule.describe(now)

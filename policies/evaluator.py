@@ -13,7 +13,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from enum import Enum
 
 from policies.errors import TidegateError
-from policies.rules.base import NO_DATA, Rule, RuleState, Status, Streak
+from policies.rules.base import Rule, RuleState, Status
 from policies.rules.count import EventCount, EventStream
 from policies.rules.drift import PlainDrift, RatioDrift
 from policies.rules.threshold import PlainThreshold, RatioThreshold
@@ -45,7 +45,7 @@ class Evaluator:
         self.plain: dict[str, Series] = {}
         self.ratio: dict[str, RatioSeries] = {}
         self.streams: dict[str, EventStream] = {}
-        self.rules: list[tuple[Rule, Streak]] = []
+        self.rules: list[Rule] = []
         self.unbound: list[Policy] = []
         self._retention: dict[Series, float] = {}  # how far back each series must reach
         self._ticks = 0
@@ -55,8 +55,7 @@ class Evaluator:
             if kind is None:
                 self.unbound.append(policy)
                 continue
-            rule = self._bind(policy, kind)
-            self.rules.append((rule, Streak(policy.for_)))
+            self.rules.append(self._bind(policy, kind))
 
     # --- binding -----------------------------------------------------------------------
 
@@ -99,10 +98,10 @@ class Evaluator:
 
     @property
     def policies(self) -> list[Policy]:
-        return [rule.policy for rule, _ in self.rules]
+        return [rule.policy for rule in self.rules]
 
     def rule(self, policy_id: str) -> Rule:
-        for rule, _ in self.rules:
+        for rule in self.rules:
             if rule.policy.id == policy_id:
                 return rule
         raise KeyError(policy_id)
@@ -142,13 +141,7 @@ class Evaluator:
         if time < self._last_tick:
             raise ValueError(f"ticks must not go back in time ({time} < {self._last_tick})")
         self._last_tick = time
-        states: list[RuleState] = []
-        for rule, streak in self.rules:
-            holds, value = rule.read(time)
-            status = streak.update(holds, time)
-            if status is NO_DATA:
-                value = None
-            states.append(RuleState(rule.policy, status, value, streak.since))
+        states = [rule.judge(time) for rule in self.rules]
         self._ticks += 1
         if self._ticks % _FORGET_EVERY == 0:
             self._forget(time)
@@ -157,7 +150,7 @@ class Evaluator:
     def _forget(self, time: float) -> None:
         for series, keep in self._retention.items():
             series.forget_through(time - keep)
-        for rule, _ in self.rules:
+        for rule in self.rules:
             if isinstance(rule, PlainDrift):
                 rule.forget_through(time - rule.window)
         for stream in self.streams.values():

@@ -7,23 +7,30 @@ The backtest bulk-loads recorded history a block of ticks ahead with `extend` (C
 `accumulate`); the live controller appends sample by sample. Both then read through the
 same queries.
 
-Samples live in `array("d")`, not lists: 8 bytes a number instead of a pointer to a
-24-byte float object, which is what lets one process hold 10,000 rollouts' windows
-(docs/performance.md). A value read back from the arrays is therefore a float.
+Samples live in `librt.vecs.vec[float]` (librt ships with mypyc and is pinned with it):
+8 bytes a number instead of a pointer to a 24-byte float object, which is what lets one
+process hold 10,000 rollouts' windows (docs/performance.md). Compiled, a vec is a length
+and a buffer pointer inside the object and reading an element loads a C double; an
+`array("d")`, used before, boxed a float object for every element read. A vec is a
+value: `append` and `extend` return the vec to keep (they may have moved its buffer), so
+each is stored back at once and no two fields ever share a buffer. Interpreted, a vec is
+an ordinary sequence object, slower but the same.
 """
 
 from __future__ import annotations
 
-import struct
-from array import array
-from bisect import bisect_left, bisect_right, insort
 from collections.abc import Sequence
 from itertools import accumulate
-from typing import NamedTuple
+from typing import Final, NamedTuple
 
-_FORGET_BATCH = 16  # fewest stale samples worth a forget (a copy of what stays)
-_NEVER = float("-inf")
-_UNKNOWN = float("nan")
+from librt.vecs import append as vec_append
+from librt.vecs import extend as vec_extend
+from librt.vecs import vec
+
+# Final: compiled, a C variable; otherwise a lookup in the module's dict at every use.
+_FORGET_BATCH: Final = 16  # fewest stale samples worth a forget (a copy of what stays)
+_NEVER: Final = float("-inf")
+_UNKNOWN: Final = float("nan")
 
 
 class Series:
@@ -50,27 +57,32 @@ class Series:
     )
 
     def __init__(self, *, sums: bool = True) -> None:
-        self.times: array[float] = array("d")
-        self.values: array[float] = array("d")
-        # cums[i] = sum(values[:i]) (+ what was forgotten); left empty when no rule reads a
-        # window sum (a plain threshold), which spares an array per gauge per rollout.
-        self.cums: array[float] = array("d", (0.0,)) if sums else array("d")
-        self.dropped = 0
-        self.late = 0  # samples inserted behind newer ones: they shift indices readers keep
-        # The newest sample, kept beside the arrays: a live tick mostly wants just that, and
-        # reading it here spares four memory loads (two arrays and their buffers) per rule.
+        # Compiled, the fields are laid out in the order of first assignment here, so the
+        # ones a live tick reads come first and share the object's first cache lines: at
+        # 10,000 rollouts every line a tick touches is a likely miss (docs/performance.md).
+        #
+        # The newest sample, kept beside the vecs: a live tick mostly wants just that, and
+        # reading it here spares loads from the vecs' buffers elsewhere in memory.
         self.last_time = _NEVER
         self.last_value = 0.0
         self.last_sum = 0.0  # cums[-1]
         # The last `after` answer (an absolute index: where a window began), the times of
         # the samples on either side of it (NaN when unknown, so that no time matches) and
-        # the running sum there. Array reads box a float each; these are plain floats.
+        # the running sum there: a window that slid by one sample reads one buffer, not
+        # three, and one that did not move reads none.
         self.hint = 0
         self.hint_low = self.hint_high = _UNKNOWN
         self.hint_sum = 0.0
-        # The same for the last `upto` answer that was not the whole series (a window's
-        # end behind the newest sample: the backtest, which loads samples ahead of the
-        # clock), with the running sum there, or for a series without sums the value of
+        self.dropped = 0
+        self.times: vec[float] = vec[float]()
+        # cums[i] = sum(values[:i]) (+ what was forgotten); left empty when no rule reads a
+        # window sum (a plain threshold), which spares a buffer per gauge per rollout.
+        self.cums: vec[float] = vec[float]([0.0]) if sums else vec[float]()
+        self.values: vec[float] = vec[float]()
+        self.late = 0  # samples inserted behind newer ones: they shift indices readers keep
+        # The same as `hint` for the last `upto` answer that was not the whole series (a
+        # window's end behind the newest sample: the backtest, which loads samples ahead of
+        # the clock), with the running sum there, or for a series without sums the value of
         # the newest sample up to it (what `latest` answers).
         self.end = 0
         self.end_low = self.end_high = _UNKNOWN
@@ -81,21 +93,20 @@ class Series:
 
     def keep_sums(self) -> None:
         """Start keeping running sums (a rule that reads window sums was bound to this)."""
-        if not self.cums:
-            self.cums = array("d", accumulate(self.values, initial=0.0))
-            self.last_sum = self.cums[-1]
+        if len(self.cums) == 0:
+            self.cums = vec[float](accumulate(self.values, initial=0.0))
+            self.last_sum = self.cums[len(self.cums) - 1]
             self._unhint()
 
     def append(self, time: float, value: float) -> None:
         if time < self.last_time:
             self._insert_late(time, value)
             return
-        self.times.append(time)
-        self.values.append(value)
-        cums = self.cums
-        if cums:
+        self.times = vec_append(self.times, time)
+        self.values = vec_append(self.values, value)
+        if len(self.cums) != 0:
             total = self.last_sum + value
-            cums.append(total)
+            self.cums = vec_append(self.cums, total)
             self.last_sum = total
         self.last_time, self.last_value = time, value
 
@@ -103,30 +114,31 @@ class Series:
         """Bulk-load samples already sorted by time (the backtest's path)."""
         if not times:
             return
-        if self.times and times[0] < self.times[-1]:
+        if times[0] < self.last_time:
             for time, value in zip(times, values, strict=True):
                 self.append(time, value)
             return
-        self.times.frombytes(_packed(times))
-        self.values.frombytes(_packed(values))
-        if self.cums:
-            sums = accumulate(values, initial=self.cums[-1])
+        self.times = vec_extend(self.times, times)
+        self.values = vec_extend(self.values, values)
+        if len(self.cums) != 0:
+            sums = accumulate(values, initial=self.last_sum)
             next(sums)  # accumulate starts by repeating the initial value
-            self.cums.frombytes(struct.pack(f"{len(values)}d", *sums))
-            self.last_sum = self.cums[-1]
-        self.last_time, self.last_value = self.times[-1], self.values[-1]
+            self.cums = vec_extend(self.cums, sums)
+            self.last_sum = self.cums[len(self.cums) - 1]
+        last = len(self.times) - 1
+        self.last_time, self.last_value = self.times[last], self.values[last]
 
     def _insert_late(self, time: float, value: float) -> None:
         # Late samples are rare (a delayed scrape); rebuilding the sums behind them is fine.
-        index = bisect_right(self.times, time)
+        index = bisect_right(self.times, time, 0, len(self.times))
         self.late += 1
         self._unhint()
-        insort(self.times, time)
-        self.values.insert(index, value)
-        if self.cums:
-            base = self.cums[index]
-            self.cums[index + 1 :] = array("d", accumulate(self.values[index:], initial=base))[1:]
-            self.last_sum = self.cums[-1]
+        self.times = _inserted(self.times, index, time)
+        self.values = _inserted(self.values, index, value)
+        if len(self.cums) != 0:
+            rest = accumulate(self.values[index:], initial=self.cums[index])
+            self.cums = vec_extend(self.cums[:index], rest)
+            self.last_sum = self.cums[len(self.cums) - 1]
 
     def upto(self, time: float) -> int:
         """Number of samples with timestamp ≤ time (the end index of a (…, time] window).
@@ -146,11 +158,11 @@ class Series:
         if following > time:  # slid past one sample: the usual backtest tick
             low, high, index = self.end_high, following, index + 1
         else:
-            index = bisect_right(times, time)
+            index = bisect_right(times, time, 0, size)
             low = times[index - 1] if index > 0 else _NEVER
             high = times[index] if index < size else _UNKNOWN
         self.end, self.end_low, self.end_high = index + self.dropped, low, high
-        if self.cums:
+        if len(self.cums) != 0:
             self.end_sum = self.cums[index]
         elif index > 0:
             self.end_value = self.values[index - 1]
@@ -161,9 +173,9 @@ class Series:
 
         A window slides forward tick by tick, so its start is usually where it was last
         time, between the same two samples, or one sample further. The times of those two
-        samples are kept as plain floats: then the answer costs two comparisons, or one
-        read of the array, where a binary search reads about log2(n) samples, each read
-        boxing a float. Appending never moves them; a late insert or a forget that
+        samples are kept in the object: then the answer costs two comparisons, or one
+        read of the buffer, where a binary search reads about log2(n) samples, each
+        likely a cache miss in a big controller. Appending never moves them; a late insert or a forget that
         reaches them resets them (`_unhint`).
         """
         index = self.hint - self.dropped
@@ -175,11 +187,11 @@ class Series:
         if following > time:  # slid past one sample: the usual live tick
             low, high, index = self.hint_high, following, index + 1
         else:
-            index = bisect_right(times, time)
+            index = bisect_right(times, time, 0, size)
             low = times[index - 1] if index > 0 else _NEVER
             high = times[index] if index < size else _UNKNOWN
         self.hint, self.hint_low, self.hint_high = index + self.dropped, low, high
-        self.hint_sum = self.cums[index] if self.cums else 0.0
+        self.hint_sum = self.cums[index] if len(self.cums) != 0 else 0.0
         return index
 
     def _unhint(self) -> None:
@@ -188,7 +200,7 @@ class Series:
 
     def before(self, time: float) -> int:
         """Number of samples with timestamp < time."""
-        return bisect_left(self.times, time)
+        return bisect_left(self.times, time, 0, len(self.times))
 
     def latest(self, time: float, staleness: float) -> tuple[bool, float]:
         """(found, value): the newest value in (time − staleness, time]; found is False
@@ -199,7 +211,7 @@ class Series:
         end = self.upto(time)
         if end == 0 or self.end_low <= time - staleness:
             return False, 0.0
-        return True, self.values[end - 1] if self.cums else self.end_value
+        return True, self.values[end - 1] if len(self.cums) != 0 else self.end_value
 
     def total(self, start: int, end: int) -> float:
         return self.cums[end] - self.cums[start]
@@ -220,7 +232,7 @@ class Series:
         """Drop samples at or before `time`, in batches: keeping the rest copies it, so it
         waits until the stale part is at least a fifth of the series (amortised O(1)).
 
-        The rest goes to fresh arrays rather than being shifted down in place: a buffer
+        The rest goes to fresh vecs rather than being shifted down in place: a buffer
         that once held a long history (a backfilled baseline) is then freed whole instead
         of staying pinned, mostly empty, in the C heap — that is most of a big
         controller's RSS otherwise.
@@ -229,7 +241,7 @@ class Series:
         need = max(_FORGET_BATCH, (len(times) + 4) // 5)  # the fewest worth a copy
         if len(times) < need or times[need - 1] > time:
             return  # fewer than that to drop: one read instead of a binary search
-        count = bisect_right(times, time)
+        count = bisect_right(times, time, 0, len(times))
         self.times = self.times[count:]
         self.values = self.values[count:]
         self.cums = self.cums[count:]
@@ -238,15 +250,37 @@ class Series:
             self.hint_low = self.hint_high = _UNKNOWN
         if self.end <= self.dropped:  # the same for the end cursor
             self.end_low = self.end_high = _UNKNOWN
-        if not self.times:
+        if len(self.times) == 0:
             self.last_time, self.last_value = _NEVER, 0.0
 
 
-def _packed(numbers: Sequence[float]) -> bytes:
-    """The numbers as C doubles, for `array.frombytes`. An array stores each float it is
-    given through a generic argument parser (~200 instructions a number, most of a bulk
-    load); `struct` converts them at less than half of that."""
-    return struct.pack(f"{len(numbers)}d", *numbers)
+def bisect_right(items: vec[float], x: float, low: int, high: int) -> int:
+    """`bisect.bisect_right` for a vec, which `bisect` cannot read. Compiled, each probe is
+    a load of a C double, where `bisect` over an array boxed a float per probe."""
+    while low < high:
+        middle = (low + high) // 2
+        if x < items[middle]:
+            high = middle
+        else:
+            low = middle + 1
+    return low
+
+
+def bisect_left(items: vec[float], x: float, low: int, high: int) -> int:
+    """`bisect.bisect_left` for a vec (see `bisect_right`)."""
+    while low < high:
+        middle = (low + high) // 2
+        if items[middle] < x:
+            low = middle + 1
+        else:
+            high = middle
+    return low
+
+
+def _inserted(items: vec[float], index: int, item: float) -> vec[float]:
+    """A copy of `items` with `item` at `index` (a late sample: rare)."""
+    head = vec_append(items[:index], item)
+    return vec_extend(head, items[index:])
 
 
 class RatioSeries(NamedTuple):

@@ -32,7 +32,7 @@ def policy(
 
 def state(p: Policy, status: Status) -> RuleState:
     value = None if status is Status.NO_DATA else 0.1
-    return RuleState(p, status, value, 0.0 if status in (Status.PENDING, Status.BREACH) else None)
+    return RuleState.of(p, status, value, 0.0 if status in (Status.PENDING, Status.BREACH) else None)
 
 
 def breach(ident: str, action: str = "rollback", targets: tuple[str, ...] = ()) -> RuleState:

@@ -54,7 +54,10 @@ LATENCY = POLICIES["latency"]
 
 
 def states(policy: Policy, *readings: tuple[Status, float | None]) -> list[list[RuleState]]:
-    return [[RuleState(policy, status, value, None)] for status, value in readings]
+    def since(status: Status) -> float | None:
+        return None if status in (Status.OK, Status.NO_DATA) else 0.0
+
+    return [[RuleState.of(policy, status, value, since(status))] for status, value in readings]
 
 
 def test_history_gives_each_tick_value_and_the_pending_and_breach_spans() -> None:
@@ -104,7 +107,7 @@ def _reference_spans(times: list[float], statuses: list[Status]) -> list[Span]:
 def test_spans_match_a_literal_reference_whatever_is_kept(statuses: list[Status], keep: int) -> None:
     trace = Trace([LATENCY], keep=keep)
     for k, status in enumerate(statuses):
-        trace.record(float(k), [RuleState(LATENCY, status, None if status is Status.NO_DATA else 1.0, None)])
+        trace.record(float(k), [RuleState(LATENCY, status, 1.0, 0.0)])
     history = trace.history("latency")
     times = [t for t, _ in history.points]
     assert len(times) <= keep + max(16, keep // 4)
@@ -116,7 +119,7 @@ def test_spans_match_a_literal_reference_whatever_is_kept(statuses: list[Status]
 def test_the_trace_keeps_the_newest_ticks_within_its_bound() -> None:
     trace = Trace([LATENCY], keep=100)
     for k in range(10_000):
-        trace.record(float(k), [RuleState(LATENCY, Status.OK, float(k), None)])
+        trace.record(float(k), [RuleState(LATENCY, Status.OK, float(k), 0.0)])
     points = trace.history("latency").points
     assert 100 <= len(points) < 125
     assert points[-1] == (9999.0, 9999.0) and points[0][0] == 10_000 - len(points)
@@ -129,7 +132,7 @@ def test_a_reader_sees_a_consistent_prefix_while_a_step_thread_records() -> None
     def write() -> None:
         for k in range(20_000):
             value = float(k)
-            trace.record(value, [RuleState(p, Status.OK, value, None) for p in trace.policies])
+            trace.record(value, [RuleState(p, Status.OK, value, 0.0) for p in trace.policies])
         done.set()
 
     writer = threading.Thread(target=write)
@@ -184,6 +187,6 @@ def test_recording_what_the_evaluator_judged() -> None:
 def test_a_tick_must_hold_every_rule() -> None:
     trace = Trace([LATENCY, POLICIES["incidents"]])
     with pytest.raises(ValueError, match="expected 2 rule states"):
-        trace.record(0.0, [RuleState(LATENCY, Status.OK, 1.0, None)])
+        trace.record(0.0, [RuleState(LATENCY, Status.OK, 1.0, 0.0)])
     with pytest.raises(KeyError):
         trace.history("nope")

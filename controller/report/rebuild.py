@@ -54,7 +54,7 @@ def rebuild(
     """Tick from `start` through `until`; `end` (default `until`) is when the rollout ended:
     what a rule did after it does not count towards its `worst`."""
     evaluator = build_evaluator(list(policies), Signals(signals.data, start, until, signals.events_given))
-    tracks = [_Track(rule, rule.policy.signal in evaluator.ratio) for rule, _ in evaluator.rules]
+    tracks = [_Track(rule, rule.policy.signal in evaluator.ratio) for rule in evaluator.rules]
     decisions: list[DecisionChange] = []
     k = 0
     while (now := start + k * interval) <= until:

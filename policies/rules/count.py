@@ -4,19 +4,18 @@ from __future__ import annotations
 
 from bisect import bisect_right, insort
 
-from policies.rules.base import Bound, Reading, Rule
+from policies.rules.base import Reading, Rule
 from policies.schema import CountPolicy
 from policies.series import Event
 
 
 class EventCount(Rule):
-    __slots__ = ("compare", "match", "times", "within")
+    __slots__ = ("match", "times", "within")
 
     def __init__(self, policy: CountPolicy) -> None:
-        super().__init__(policy)
+        super().__init__(policy, policy.count)
         self.match = tuple(policy.match.items())
         self.within = policy.within
-        self.compare = Bound(policy.count)
         self.times: list[float] = []  # matching events, sorted
 
     def offer(self, event: Event) -> None:
@@ -37,7 +36,7 @@ class EventCount(Rule):
 
     def read(self, time: float) -> Reading:
         count = self.matching(time)
-        return self.compare.holds(count), float(count)
+        return True, self.holds(count), float(count)
 
     def describe(self, time: float) -> str:
         wanted = ", ".join(f"{k}={v}" for k, v in self.match) or "any"

@@ -15,14 +15,15 @@ rule's `confidence`, so that low-volume noise is never read as a regression.
 from __future__ import annotations
 
 import math
-from array import array
-from bisect import bisect_left, bisect_right
 from statistics import NormalDist
 from typing import Final
 
-from policies.rules.base import NO_READING, Bound, Reading, Rule
+from librt.vecs import append as vec_append
+from librt.vecs import vec
+
+from policies.rules.base import NO_READING, Reading, Rule
 from policies.schema import Direction, DriftPolicy
-from policies.series import RatioSeries, Series
+from policies.series import RatioSeries, Series, bisect_left, bisect_right
 
 # Directions as constants: compiled, a module constant is a C variable, `Direction.DOWN` a
 # lookup on the class at every tick.
@@ -66,15 +67,14 @@ def two_proportion_z(n0: float, d0: float, n1: float, d1: float) -> float:
 
 
 class _DriftBase(Rule):
-    __slots__ = ("baseline_window", "critical", "direction", "exceeds", "min_samples", "start", "window")
+    __slots__ = ("baseline_window", "critical", "direction", "min_samples", "start", "window")
 
     def __init__(self, policy: DriftPolicy, start: float) -> None:
-        super().__init__(policy)
+        super().__init__(policy, policy.drift)  # the comparison is on the change
         self.start = start
         self.window = policy.window
         self.baseline_window = policy.baseline.window
         self.direction = policy.direction
-        self.exceeds = Bound(policy.drift)
         self.critical = critical_z(policy.confidence, policy.direction)
         self.min_samples = policy.min_samples
 
@@ -123,8 +123,9 @@ class RatioDrift(_DriftBase):
         a plain tuple of floats is returned without allocating."""
         if not self.has_baseline and not self._find_baseline():
             return _NO_COUNTS
-        num, den = self.signal
-        (n1, num_count), (d1, den_count) = self.current_window(num, time), self.current_window(den, time)
+        # One statement each: a tuple of tuples on the right would be built as objects.
+        n1, num_count = self.current_window(self.signal.num, time)
+        d1, den_count = self.current_window(self.signal.den, time)
         if num_count == 0 or den_count == 0:
             return _NO_COUNTS
         n0, d0 = self.baseline_num, self.baseline_den
@@ -137,10 +138,10 @@ class RatioDrift(_DriftBase):
         if not found:
             return NO_READING
         rel = (n1 / d1) / (n0 / d0) - 1
-        if not self.exceeds.holds(signed_change(rel, self.direction)):
-            return False, rel
+        if not self.holds(signed_change(rel, self.direction)):
+            return True, False, rel
         z = two_proportion_z(n0, d0, n1, d1)
-        return significant(z, self.critical, self.direction), rel
+        return True, significant(z, self.critical, self.direction), rel
 
     def describe(self, time: float) -> str:
         found, n0, d0, n1, d1 = self.counts(time)
@@ -177,13 +178,13 @@ class PlainDrift(_DriftBase):
     def __init__(self, policy: DriftPolicy, series: Series, start: float) -> None:
         super().__init__(policy, start)
         self.series = series
-        # A list, not an array: `bisect` reads a list's floats as they are, an array's by
-        # boxing each probe; ranking the new sample is then a third of the cost.
-        self.sorted_baseline: list[float] | None = None
+        # Empty until the baseline is found (it then has at least one sample). Not an
+        # optional vec: compiled, that would be a boxed object to unwrap at every read.
+        self.sorted_baseline: vec[float] = vec[float]()
         self.baseline_mean = 0.0
         # rank_sums[k] = Σ ranks (baseline values below, +½ per tie) of the samples with
         # absolute index rank_origin … rank_origin + k − 1; origin -1 until the first rank.
-        self.rank_sums: array[float] = array("d", (0.0,))
+        self.rank_sums: vec[float] = vec[float]([0.0])
         self.rank_origin = -1
         self.rank_total = 0.0  # rank_sums[-1]
         self.ranked = 0  # absolute index of the next sample of `series` to rank
@@ -191,26 +192,27 @@ class PlainDrift(_DriftBase):
 
     def _rank_new_samples(self, end: int) -> None:
         baseline = self.sorted_baseline
-        assert baseline is not None
         series, sums = self.series, self.rank_sums
         first = self.ranked - series.dropped  # below `end`: the caller checked
-        last = len(series.times) - 1  # live, the one new sample: read beside the arrays
+        last = len(series.times) - 1  # live, the one new sample: read beside the vecs
         if first < 0 or (series.last_time if first == last else series.times[first]) < self.start:
             first = max(first, series.before(self.start))  # ranks begin at the rollout start
         if self.rank_origin < 0:
             self.rank_origin = first + series.dropped
         elif first + series.dropped > self.ranked:  # samples forgotten unranked: they add 0
-            sums.extend(array("d", (self.rank_total,)) * (first + series.dropped - self.ranked))
+            for _ in range(first + series.dropped - self.ranked):
+                sums = vec_append(sums, self.rank_total)
         size = len(baseline)
         total = self.rank_total
         for index in range(first, end):
             value = series.last_value if index == last else series.values[index]
-            below = bisect_left(baseline, value)
+            below = bisect_left(baseline, value, 0, size)
             # Ties with the baseline are rare on continuous data: only then search again.
             tied = below < size and baseline[below] == value
-            upto = bisect_right(baseline, value, below) if tied else below
+            upto = bisect_right(baseline, value, below, size) if tied else below
             total += below + (upto - below) / 2
-            sums.append(total)
+            sums = vec_append(sums, total)
+        self.rank_sums = sums
         self.rank_total = total
         self.ranked = series.dropped + max(end, first)
 
@@ -224,15 +226,16 @@ class PlainDrift(_DriftBase):
         there is no baseline or no current sample (a flag, not an optional tuple: see
         `RatioDrift.counts`)."""
         series = self.series
-        if self.sorted_baseline is None:
+        if len(self.sorted_baseline) == 0:
             a, b = self.baseline_range(series)
             if b == a:
                 return _NO_STATISTICS
-            self.sorted_baseline = sorted(series.values[a:b])
-            self.baseline_mean = math.fsum(self.sorted_baseline) / (b - a)
+            ordered = sorted(series.values[a:b])
+            self.sorted_baseline = vec[float](ordered)
+            self.baseline_mean = math.fsum(ordered) / (b - a)
         end = series.upto(time)
         if series.late != self.late_seen:
-            self.rank_sums, self.rank_origin, self.rank_total, self.ranked = array("d", (0.0,)), -1, 0.0, 0
+            self.rank_sums, self.rank_origin, self.rank_total, self.ranked = vec[float]([0.0]), -1, 0.0, 0
             self.late_seen = series.late
         if end > self.ranked - series.dropped:
             self._rank_new_samples(end)
@@ -252,9 +255,9 @@ class PlainDrift(_DriftBase):
         if n1 == 0 or mean0 == 0 or n1 < self.min_samples:
             return NO_READING
         rel = mean1 / mean0 - 1
-        if not self.exceeds.holds(signed_change(rel, self.direction)):
-            return False, rel
-        return significant(z, self.critical, self.direction), rel
+        if not self.holds(signed_change(rel, self.direction)):
+            return True, False, rel
+        return True, significant(z, self.critical, self.direction), rel
 
     def describe(self, time: float) -> str:
         mean0, mean1, z, n1 = self.statistics(time)
