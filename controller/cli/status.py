@@ -1,4 +1,4 @@
-"""What `tidegate status` shows: plain lines, a rich table on a terminal, JSON, or a watch.
+"""`tidegate status`: plain lines, a rich table on a terminal, JSON, or a watch.
 
 The rows are read once per screen (`status_rows`); each way of showing them is a function of
 the rows alone, so `--watch` is just "read, show, sleep" until Ctrl-C. The plain lines and the
@@ -8,16 +8,22 @@ JSON are the contract scripts and CI logs rely on; the table is for a person at 
 from __future__ import annotations
 
 import json
+import sys
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import Annotated
 
+import typer
 from rich.console import Console, Group, RenderableType
 from rich.live import Live
 from rich.table import Table
 from rich.text import Text
 
-from controller.cli.view import last_told, source_health_json, source_health_line, told_line
+from controller.cli.lookup import find_rollout
+from controller.cli.options import LiveOption, StateOption, positive_duration
+from controller.cli.view import last_told, source_health_json, source_health_line, told_line, wants_live
+from controller.store import open_store
 from controller.store.base import Intent, RolloutRecord, SourceHealth, Store
 from policies.durations import format_duration
 from policies.timestamps import format_timestamp
@@ -170,3 +176,41 @@ def print_json(rows: Sequence[StatusRow]) -> None:
 def print_lines(rows: Sequence[StatusRow]) -> None:
     for line in status_lines(rows):
         print(line, flush=True)
+
+
+def status_command(
+    rollout: Annotated[str | None, typer.Argument(help="Rollout id or name; all when omitted.")] = None,
+    state: StateOption = None,
+    as_json: Annotated[bool, typer.Option("--json")] = False,
+    watch: Annotated[
+        bool, typer.Option("--watch", help="Show it again every --interval until Ctrl-C.")
+    ] = False,
+    interval: Annotated[str, typer.Option(help="With --watch: how often, e.g. 2s.")] = "2s",
+    live: LiveOption = None,
+) -> None:
+    """Rollouts in the store: state, traffic, last reason, targets, and how each source's reads went."""
+    every = positive_duration("--interval", interval)
+    table = not as_json and wants_live(live, sys.stdout, as_json=False)
+    store = open_store(state)
+    try:
+
+        def collect() -> list[StatusRow]:
+            return status_rows(store, [find_rollout(store, rollout)] if rollout else store.list_rollouts())
+
+        if watch and table:
+            watch_table(collect, Console(force_terminal=True, highlight=False), every)
+        elif watch:  # a pipe or a log: one snapshot after another (JSON: one array per line)
+            watch_status(collect, print_json if as_json else _lines_and_gap, every)
+        elif as_json:
+            print_json(collect())
+        elif table:
+            Console(force_terminal=True, highlight=False).print(status_table(collect()))
+        else:
+            print_lines(collect())
+    finally:
+        store.close()
+
+
+def _lines_and_gap(rows: list[StatusRow]) -> None:
+    print_lines(rows)
+    print(flush=True)
