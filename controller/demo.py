@@ -19,8 +19,8 @@ from pathlib import Path
 
 from adapters.sources.replay import write_events, write_samples
 from controller.bootstrap import Signals, state_dir
-from controller.cli.rollouts import _drive
-from controller.cli.rollouts import latest as newest
+from controller.cli.drive import drive_rollout
+from controller.cli.lookup import latest as newest
 from controller.driver import Mode
 from controller.report import render, rollout_report
 from controller.simulator import Scenario, demo_spec, simulate
@@ -53,7 +53,7 @@ def run_demo(state: str | None = None) -> int:
     signals = demo_signals(scenario)
     print("tidegate demo: release 2.4.0 of checkout goes 10% → 50% → 100% on five targets;")
     print("p95 latency degrades 40 minutes in, the error rate follows at 70 minutes.\n")
-    code = _drive(spec, Mode.RUN, state, as_json=False, signals=signals, echo=sys.stdout)
+    code = drive_rollout(spec, Mode.RUN, state, as_json=False, signals=signals, echo=sys.stdout)
     _print_targets(state)
     return 0 if code in (0, 1) else code
 

@@ -4,7 +4,7 @@ Shared by tests/test_cli_live.py and the picture in the docs:
 
     .venv/bin/python -m tests.terminal_capture docs/img/terminal.svg
 
-The demo rollout (controller/demo_rollout.yaml) runs through `_drive`, the code path of
+The demo rollout (controller/demo_rollout.yaml) runs through `drive_rollout`, the code path of
 `tidegate run`, on the simulator's release: real engine, journal and five sandbox targets.
 """
 
@@ -20,7 +20,7 @@ from pathlib import Path
 from rich.console import Console
 from rich.text import Text
 
-from controller.cli.rollouts import _drive
+from controller.cli.drive import drive_rollout
 from controller.demo import demo_rollout, demo_signals
 from controller.driver import Mode
 
@@ -41,7 +41,7 @@ def run_demo_live(state: Path, console: Console) -> int:
     before = os.environ.get("TIDEGATE_STATE")
     os.environ["TIDEGATE_STATE"] = str(state)
     try:
-        return _drive(
+        return drive_rollout(
             demo_rollout(), Mode.RUN, str(state), as_json=False, signals=demo_signals(), console=console
         )
     finally:

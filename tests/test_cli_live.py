@@ -1,6 +1,6 @@
 """The live view of `tidegate run | gate` (controller/cli/live.py) and the plain lines it replaces.
 
-The view is drawn by the real `_drive` (the code of `tidegate run`) on the demo release —
+The view is drawn by the real `drive_rollout` (the code of `tidegate run`) on the demo release —
 real engine, journal and five sandbox targets — onto a recording rich console of fixed width,
 and read back frame by frame. Outside a terminal the plain lines stay exactly what they were
 before the view existed (pinned below as captured from that code); the console script is run
@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 from rich.console import Console
 
-from controller.cli import rollouts
+from controller.cli import drive
 from controller.demo import demo_rollout, demo_signals
 from controller.driver import Mode
 from controller.store import open_store
@@ -118,7 +118,7 @@ def test_the_live_view_of_the_demo_shows_rules_targets_events_and_the_final_stat
 def test_the_view_is_redrawn_at_each_tick_and_event_on_the_replay_clock(
     workdir: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(rollouts, "REPLAY_REDRAW", 0.0)  # every frame, not ~20 a second
+    monkeypatch.setattr(drive, "REPLAY_REDRAW", 0.0)  # every frame, not ~20 a second
     console = recording_console()
 
     run_demo_live(workdir / "state.db", console)
@@ -140,7 +140,7 @@ def test_a_failing_terminal_falls_back_to_plain_lines_and_the_rollout_finishes(
 ) -> None:
     # Every event draws a frame (no ~20 fps cap), so the terminal fails mid-rollout however
     # fast the replay runs.
-    monkeypatch.setattr(rollouts, "REPLAY_REDRAW", 0.0)
+    monkeypatch.setattr(drive, "REPLAY_REDRAW", 0.0)
 
     class ClosedAfterFirstFrames(io.StringIO):
         """A terminal that goes away mid-rollout (the window was closed, ssh dropped)."""
@@ -157,7 +157,7 @@ def test_a_failing_terminal_falls_back_to_plain_lines_and_the_rollout_finishes(
     broken = Console(file=ClosedAfterFirstFrames(), force_terminal=True, width=100)
 
     with caplog.at_level(logging.WARNING, logger="tidegate.cli"):
-        code = rollouts._drive(
+        code = drive.drive_rollout(
             demo_rollout(), Mode.RUN, None, as_json=False, signals=demo_signals(), echo=lines, console=broken
         )
 

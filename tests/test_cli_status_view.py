@@ -15,8 +15,8 @@ from pathlib import Path
 import pytest
 
 from controller.cli.status import StatusRow, status_table, watch_status, watch_table
-from controller.core.model import RolloutId, RolloutStatus, State
-from controller.store.base import RolloutRecord, SourceHealth
+from controller.core.model import RolloutStatus, State
+from controller.store.base import SourceHealth
 from tests.terminal import Interrupt, in_terminal
 from tests.terminal_capture import recording_console
 from tests.test_cli_rollouts import TIDEGATE, cli_env, tidegate, write_rollout
@@ -151,8 +151,7 @@ def test_the_table_shows_each_sources_reads_and_last_error() -> None:
 
 def rollout_row(state: State, sources: list[SourceHealth]) -> StatusRow:
     status = RolloutStatus(state, 50, 1, START, seq=2, reason="healthy")
-    record = RolloutRecord(RolloutId("live-web-abc123"), "live-web", "{}", status, START)
-    return StatusRow(record, [], sources)
+    return StatusRow("live-web-abc123", "live-web", status, [], sources)
 
 
 def rollout_block(screen: str, prefix: str) -> list[list[str]]:

@@ -1,10 +1,25 @@
-"""Option values the commands share, checked the same way: a bad one is exit 2 naming the option."""
+"""Options the commands share, checked the same way: a bad value is exit 2 naming the option."""
 
 from __future__ import annotations
 
+from typing import Annotated
+
 import click
+import typer
 
 from policies.durations import parse_duration
+
+StateOption = Annotated[str | None, typer.Option("--state", help="Store file (default .tidegate/state.db).")]
+LiveOption = Annotated[
+    bool | None,
+    typer.Option(
+        "--live/--plain",
+        help="Live view, or one plain line per event (default: live on a terminal; $TIDEGATE_VIEW).",
+    ),
+]
+ServerOption = Annotated[
+    str | None, typer.Option("--server", help="A tidegate serve URL; the token comes from $TIDEGATE_TOKEN.")
+]
 
 
 def positive_duration(name: str, text: str) -> float:

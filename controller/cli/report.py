@@ -11,7 +11,8 @@ import click
 import typer
 
 from controller.bootstrap import state_dir
-from controller.cli.rollouts import StateOption, _find
+from controller.cli.lookup import find_rollout
+from controller.cli.options import StateOption
 from controller.report import RENDERERS, render, rollout_report
 from controller.store import open_store
 
@@ -41,7 +42,7 @@ def report_command(
         raise click.BadParameter(f"expected one of {', '.join(RENDERERS)}", param_hint="--format")
     store = open_store(state)
     try:
-        record = _find(store, rollout)
+        record = find_rollout(store, rollout)
         text = render(rollout_report(store, record, time.time()), format_)
     finally:
         store.close()

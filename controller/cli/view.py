@@ -69,12 +69,6 @@ def last_told(intents: Iterable[Intent]) -> dict[str, Intent]:
     return {intent.operation.target: intent for intent in intents}
 
 
-def told_line(intent: Intent) -> str:
-    """`web: rollback(to 1.9.0) → applied`; `unfinished` while its result is not journaled."""
-    operation = intent.operation
-    return f"{operation.target}: {operation.describe()} → {intent.outcome or 'unfinished'}"
-
-
 def source_health_line(health: SourceHealth) -> str:
     """One source of a rollout in `tidegate status`: its read counts and last error."""
     line = (

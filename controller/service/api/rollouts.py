@@ -73,8 +73,8 @@ async def register(body: RegisterRequest, service: TheService, who: Admin) -> di
 @router.get("/rollouts/{rollout_id}", openapi_extra=role("viewer"))
 async def get_rollout(rollout_id: str, service: TheService, who: Viewer) -> dict[str, Any]:
     """State, step, the manual `acts` the state allows, what each target was last told and
-    answered, the rules' readings (when this replica holds the rollout) and each source's
-    read health."""
+    answered (and `at`: when it answered, or was told while in flight), the rules' readings
+    (when this replica holds the rollout) and each source's read health."""
     found = await asyncio.to_thread(_detail_reads, service.reader, RolloutId(rollout_id))
     if found is None:
         raise HTTPException(404, f"unknown rollout {rollout_id}")
@@ -90,6 +90,7 @@ async def get_rollout(rollout_id: str, service: TheService, who: Viewer) -> dict
                 "last_operation": None if told is None else told.operation.describe(),
                 "outcome": None if told is None else told.outcome or "in flight",
                 "detail": None if told is None else told.detail,
+                "at": None if told is None else iso(_told_at(told)),
             }
         )
     return {
@@ -209,6 +210,10 @@ def _detail_reads(
         store.leases(rollout_id),
         store.source_health(rollout_id),
     )
+
+
+def _told_at(intent: Intent) -> float:
+    return intent.finished_at if intent.finished_at is not None else intent.created_at
 
 
 @functools.lru_cache(maxsize=4096)
