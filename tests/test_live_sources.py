@@ -10,13 +10,14 @@ import json
 import os
 import re
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 
 from tests.terminal import in_terminal
 
-TIDEGATE = str(Path(__file__).resolve().parent.parent / ".venv" / "bin" / "tidegate")
+TIDEGATE = str(Path(sys.executable).with_name("tidegate"))  # the one beside the running Python
 DSN = "postgresql://postgres@127.0.0.1:5432/test"
 
 PACK = """\
