@@ -6,6 +6,11 @@ mid-flight when one replica is killed (SIGKILL) or frozen (SIGSTOP, then SIGCONT
 leases ran out). The other must take the rollouts over within two lease periods, and in the
 end every target is rolled back, no operation was applied twice, every journaled operation
 has exactly one result, and the audit chain verifies.
+
+A replica that joins gets its fair share at its next claim: the replica holding everything
+hands back what is beyond its own share, once that rollout's step in flight has finished.
+These tests run with a lease ttl thirty times the renew period, so a move at a claim cannot
+pass for a move at the lease's expiry.
 """
 
 from __future__ import annotations
@@ -14,10 +19,13 @@ import signal
 import sqlite3
 import time
 import uuid
+from collections import Counter
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 
+import httpx
+import psycopg
 import pytest
 
 from tests.conftest import PostgresTestDatabase, require_postgres
@@ -31,6 +39,9 @@ DELAY = 1.5  # seconds each target takes to apply an operation
 APPLIED_TWICE = (
     "SELECT key FROM sandbox_operations WHERE outcome = 'applied' GROUP BY key HAVING COUNT(*) > 1"
 )
+HANDOFF_TTL = 30.0  # seconds: thirty claim periods
+HANDOFF_RENEW = 1.0  # seconds
+SLOW = 6.0  # seconds each target takes to apply, so a step is in flight when a replica joins
 
 
 @pytest.fixture
@@ -43,13 +54,18 @@ def database() -> Iterator[PostgresTestDatabase]:
         db.drop()
 
 
-def _start_pair(workdir: Path, database: PostgresTestDatabase) -> tuple[Replica, Replica]:
+def _write_rollouts(workdir: Path, count: int, delay: float) -> Path:
     rollouts = workdir / "rollouts"
-    rollouts.mkdir()
+    rollouts.mkdir(exist_ok=True)
     pack = write_pack(workdir)
-    for i in range(ROLLOUTS):
-        text = rollout_text(f"svc-{i:02d}", pack, targets=TARGETS, delay=DELAY)
+    for i in range(count):
+        text = rollout_text(f"svc-{i:02d}", pack, targets=TARGETS, delay=delay)
         (rollouts / f"svc-{i:02d}.yaml").write_text(text)
+    return rollouts
+
+
+def _start_pair(workdir: Path, database: PostgresTestDatabase) -> tuple[Replica, Replica]:
+    rollouts = _write_rollouts(workdir, ROLLOUTS, DELAY)
     common = {"store": database.url, "rollouts": rollouts, "lease_ttl": f"{TTL:g}s", "lease_renew": "500ms"}
     a = Replica.start(workdir, "replica-a", **common)  # type: ignore[arg-type]
     b = Replica.start(workdir, "replica-b", **common)  # type: ignore[arg-type]
@@ -85,13 +101,23 @@ def _in_flight_on(database: PostgresTestDatabase, replica: str) -> int:
 
 def _takeovers(replica: Replica) -> dict[str, float]:
     """Rollout → the moment (unix seconds) the replica took it over, from its JSON log."""
-    took = {}
+    return _first_logged(replica, "took rollout", but_not="token 1)")
+
+
+def _handbacks(replica: Replica) -> dict[str, float]:
+    """Rollout → the moment the replica handed its lease back, from its JSON log."""
+    return _first_logged(replica, "handed back rollout")
+
+
+def _first_logged(replica: Replica, opening: str, but_not: str | None = None) -> dict[str, float]:
+    """Rollout → the time of the first line "<opening> <rollout id> …" without `but_not`."""
+    found: dict[str, float] = {}
     for record in replica.records():
-        words = str(record.get("message", "")).split()
-        if words[:2] == ["took", "rollout"] and "token 1)" not in record["message"]:
+        message = str(record.get("message", ""))
+        if message.startswith(opening + " ") and (but_not is None or but_not not in message):
             stamp = datetime.strptime(record["time"], "%Y-%m-%dT%H:%M:%S.%fZ").replace(tzinfo=UTC)
-            took.setdefault(words[2], stamp.timestamp())
-    return took
+            found.setdefault(message.split()[len(opening.split())], stamp.timestamp())
+    return found
 
 
 def _start_and_split(workdir: Path, database: PostgresTestDatabase) -> tuple[Replica, Replica]:
@@ -135,6 +161,8 @@ def test_a_killed_replica_is_replaced_within_two_lease_periods(
             "replica-b holds replica-a's rollouts",
             6 * TTL + 10,  # generous to watch (a loaded CI machine); the bound is checked below
         )
+        # it logs each takeover once that rollout's worker is built, just after the claim
+        _wait(lambda: held_by_a <= set(_takeovers(b)), "replica-b logged its takeovers", 10)
         # when replica-b took each over, by its own log (not when this test got to look)
         took = _takeovers(b)
         assert held_by_a <= set(took)
@@ -188,3 +216,138 @@ def test_an_act_sent_to_either_replica_is_done_by_the_holder(
     finally:
         a.terminate()
         b.terminate()
+
+
+def _start_alone(
+    workdir: Path, database: PostgresTestDatabase, count: int, delay: float
+) -> tuple[Replica, dict[str, object]]:
+    """replica-a alone with `count` rollouts, holding them all; the settings for a second."""
+    rollouts = _write_rollouts(workdir, count, delay)
+    ttl, renew = f"{HANDOFF_TTL:g}s", f"{HANDOFF_RENEW:g}s"
+    common: dict[str, object] = {
+        "store": database.url,
+        "rollouts": rollouts,
+        "lease_ttl": ttl,
+        "lease_renew": renew,
+    }
+    a = Replica.start(workdir, "replica-a", **common)  # type: ignore[arg-type]
+    _wait(lambda: list(_holders(database).values()) == ["replica-a"] * count, "replica-a holds all", 30)
+    return a, common
+
+
+def _tokens(database: PostgresTestDatabase) -> dict[str, int]:
+    return {str(r): int(t) for r, t in database.execute("SELECT rollout_id, token FROM leases")}
+
+
+def _sent(workdir: Path, rollout_id: str) -> list[tuple[str, float]]:
+    """(key, wall-clock time) of every operation the rollout's targets received."""
+    path = workdir / ".tidegate" / "targets" / rollout_id / "sandbox.sqlite3"
+    if not path.exists():  # created by the first operation, once it has landed
+        return []
+    with sqlite3.connect(path) as sandbox:
+        return [(str(k), float(at)) for k, at in sandbox.execute("SELECT key, at FROM sandbox_operations")]
+
+
+def _handbacks_counted(replica: Replica) -> float:
+    for line in httpx.get(f"{replica.url}/metrics", timeout=15.0).text.splitlines():
+        if line.startswith("tidegate_lease_handbacks_total "):
+            return float(line.split()[1])
+    raise AssertionError("no tidegate_lease_handbacks_total in /metrics")
+
+
+def test_a_joining_replica_gets_its_share_at_its_next_claim_not_at_the_ttl(
+    tmp_path: Path, database: PostgresTestDatabase
+) -> None:
+    count, share = 8, 4
+    a, common = _start_alone(tmp_path, database, count, delay=0.0)
+    b: Replica | None = None
+    try:
+        _wait(lambda: list(_states(database).values()).count("progressing") == count, "all start", 30)
+        b = Replica.start(tmp_path, "replica-b", **common)  # type: ignore[arg-type]
+        joined = time.time()  # replica-b has made its first claim: nothing was free then
+        _wait(lambda: len(_takeovers(b)) == share, "replica-b took its share", HANDOFF_TTL / 2)
+        took, handed = _takeovers(b), _handbacks(a)
+        assert set(handed) == set(took)  # it took exactly what replica-a handed back
+        assert all(handed[r] <= took[r] for r in took)
+        # by their own logs: about one claim period each way, where waiting for expiry is the ttl
+        assert max(took.values()) - joined <= 3 * HANDOFF_RENEW
+        listed = b.get("/api/v1/rollouts").json()
+        assert Counter(r["holder"] for r in listed) == {"replica-a": share, "replica-b": share}
+        assert {r["id"] for r in listed if r["holder"] == "replica-b"} == set(took)
+        assert _handbacks_counted(a) == share
+        assert {r: t for r, t in _tokens(database).items() if r in took} == dict.fromkeys(took, 2)
+        for n in range(3):
+            assert incident(b.url, f"INC-{n}").status_code == 202
+        _check_the_end(tmp_path, database, b)
+    finally:
+        a.terminate()
+        if b is not None:
+            b.terminate()
+
+
+def test_a_lease_is_handed_back_only_after_its_step_in_flight_journaled(
+    tmp_path: Path, database: PostgresTestDatabase
+) -> None:
+    count, share = 4, 2
+    folder = tmp_path / "rollouts"
+    folder.mkdir()
+    a = Replica.start(
+        tmp_path,
+        "replica-a",
+        store=database.url,
+        rollouts=folder,
+        lease_ttl=f"{HANDOFF_TTL:g}s",
+        lease_renew=f"{HANDOFF_RENEW:g}s",
+    )
+    b: Replica | None = None
+    try:
+        # replica-b's first claim waits at its heartbeat, on a row lock held here, so that it
+        # arrives while replica-a's steps are in flight however long its start-up takes
+        with psycopg.connect(database.url) as gate:
+            gate.execute("INSERT INTO replicas (name, seen_at) VALUES ('replica-b', 0)")  # not live
+            gate.commit()
+            gate.execute("SELECT 1 FROM replicas WHERE name = 'replica-b' FOR UPDATE")
+            b = Replica.start(
+                tmp_path,
+                "replica-b",
+                store=database.url,
+                lease_ttl=f"{HANDOFF_TTL:g}s",
+                lease_renew=f"{HANDOFF_RENEW:g}s",
+                wait=False,
+            )
+            waiting = "SELECT COUNT(*) FROM pg_stat_activity WHERE ? = ANY(pg_blocking_pids(pid))"
+            _wait(lambda: database.execute(waiting, (gate.info.backend_pid,))[0][0] > 0, "b claims", 60)
+            _write_rollouts(tmp_path, count, SLOW)
+            _wait(lambda: list(_holders(database).values()) == ["replica-a"] * count, "a holds all", 30)
+            surplus = sorted(_states(database))[share:]  # replica-a keeps the first share in id order
+            placeholders = ", ".join("?" for _ in surplus)
+            starting = (
+                "SELECT COUNT(DISTINCT rollout_id) FROM intents"
+                f" WHERE outcome IS NULL AND rollout_id IN ({placeholders})"
+            )
+            _wait(lambda: database.execute(starting, surplus)[0][0] == share, "a starts them", 20)
+            gate.rollback()
+            joined = time.time()
+        b.wait_ready()
+        _wait(lambda: len(_takeovers(b)) == share, "replica-b took its share", HANDOFF_TTL / 2)
+        took, handed = _takeovers(b), _handbacks(a)
+        assert set(took) == set(handed) == set(surplus)
+        assert max(took.values()) - joined <= SLOW + 3 * HANDOFF_RENEW
+        for r in surplus:
+            started = [at for _, at in _sent(tmp_path, r) if at < took[r]]  # replica-a's start
+            assert started, r
+            # still applying a claim period or two after replica-b joined: replica-a's next claim
+            # left it out mid-step, and handed the lease back only once the step had landed
+            assert min(started) > joined + 2 * HANDOFF_RENEW, r
+            assert max(started) <= handed[r] <= took[r], r
+        for n in range(3):
+            assert incident(b.url, f"INC-{n}").status_code == 202
+        _check_the_end(tmp_path, database, b)
+        for r in _states(database):  # nobody re-sent an operation left in flight
+            keys = Counter(key for key, _ in _sent(tmp_path, r))
+            assert [k for k, n in keys.items() if n > 1] == [], r
+        assert {r: t for r, t in _tokens(database).items() if r in took} == dict.fromkeys(took, 2)
+    finally:
+        a.terminate()
+        if b is not None:
+            b.terminate()

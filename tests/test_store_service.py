@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from controller.core.model import RolloutId, RolloutStatus, State
-from controller.store.base import Fence, FencedOut, StoreError, UnknownRollout
+from controller.store.base import Fence, FencedOut, Lease, StoreError, UnknownRollout
 from controller.store.sql import SqlStore
 from policies.series import Event
 from tests.conftest import StoreDatabase, audit_draft, planned, rollout_record, transition_row
@@ -60,6 +60,51 @@ def test_two_replicas_share_the_rollouts_fairly(store: SqlStore) -> None:
     a = store.claim_leases("a", now=2011.5, ttl=TTL)
     assert len(a) == 3 and len(b) == 3
     assert {x.rollout_id for x in a}.isdisjoint({x.rollout_id for x in b})
+
+
+def test_a_handed_back_lease_moves_at_the_next_claim_not_at_its_expiry(store: SqlStore) -> None:
+    _rollouts(store, 6)
+    store.claim_leases("a", now=2000.0, ttl=TTL)  # a alone: takes all six
+    store.claim_leases("b", now=2001.0, ttl=TTL)  # b joins: nothing is free yet
+    kept = store.claim_leases("a", now=2001.5, ttl=TTL)  # a renews its share of three
+    surplus = [lease for lease in store.leases() if lease.holder == "a" and lease not in kept]
+    assert len(surplus) == 3
+    assert all(store.hand_back_lease(lease) for lease in surplus)
+    handed = {x.rollout_id for x in surplus}
+    assert {(x.holder, x.token, x.expires_at) for x in store.leases() if x.rollout_id in handed} == {
+        ("", 1, 0.0)
+    }
+    b = store.claim_leases("b", now=2002.0, ttl=TTL)  # long before the surplus would expire
+    assert {x.rollout_id for x in b} == handed
+    assert {x.token for x in b} == {2}
+    assert {x.rollout_id for x in store.claim_leases("a", now=2002.5, ttl=TTL)} == {
+        x.rollout_id for x in kept
+    }
+
+
+def test_a_handback_without_the_current_holder_and_token_changes_nothing(store: SqlStore) -> None:
+    (rollout_id,) = _rollouts(store, 1)
+    (old,) = store.claim_leases("a", now=2000.0, ttl=TTL)
+    (new,) = store.claim_leases("b", now=2011.0, ttl=TTL)  # a stopped renewing; b took it over
+    assert not store.hand_back_lease(old)  # a's token is stale: b's lease stays b's
+    forged = Lease(rollout_id, "c", new.token, new.expires_at)
+    assert not store.hand_back_lease(forged)  # the right token, but not c's
+    assert store.leases(rollout_id) == [new]
+    assert store.claim_leases("a", now=2012.0, ttl=TTL) == []  # nothing was freed for a
+    _advance(store, rollout_id, new.fence)  # b still writes under its lease
+    (again,) = store.claim_leases("a", now=2022.0, ttl=TTL)  # b stopped renewing; a took it back
+    assert not store.hand_back_lease(old)  # a's own name, but the token of its earlier tenure
+    assert store.leases(rollout_id) == [again] and again.token == 3
+
+
+def test_a_handed_back_lease_fences_out_its_old_holder(store: SqlStore) -> None:
+    (rollout_id,) = _rollouts(store, 1)
+    (lease,) = store.claim_leases("a", now=2000.0, ttl=TTL)
+    assert store.hand_back_lease(lease)
+    assert not store.hand_back_lease(lease)  # once only
+    with pytest.raises(FencedOut, match="held by nobody"):
+        _advance(store, rollout_id, lease.fence)
+    assert store.transitions(rollout_id) == []
 
 
 def test_a_dead_replicas_leases_are_taken_over_with_a_new_token(store: SqlStore) -> None:

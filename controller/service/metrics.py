@@ -65,6 +65,11 @@ class Metrics:
         self.takeovers = Counter(
             "tidegate_lease_takeovers", "Leases taken over from another replica.", registry=self.registry
         )
+        self.handbacks = Counter(
+            "tidegate_lease_handbacks",
+            "Leases beyond this replica's fair share handed back for another replica to take.",
+            registry=self.registry,
+        )
         self.webhook_events = Counter(
             "tidegate_webhook_events",
             "New events stored from webhooks.",

@@ -2,14 +2,17 @@
 task that steps it at its interval or at once when woken.
 
     lease loop   every `lease.renew`: claim/renew leases; start a task for each new lease,
-                 stop the tasks of lost ones
+                 stop the tasks of lost ones, and hand back each lease the claim left out
+                 of this replica's fair share once its task has stopped
     poll loop    every `poll`: new inbox events or manual requests in the store (from any
                  replica's API) wake the rollouts they concern
     rescan loop  every `rescan`: register new files of the rollouts folder
     per rollout  sleep until the next tick or a wake, then `RolloutWorker.step` in a thread
 
 Every store call and every step runs in a thread (the store and the actuators block); the
-event loop only schedules. A step never overlaps another of the same rollout.
+event loop only schedules. A step never overlaps another of the same rollout: a rollout whose
+lease is being handed back starts no new step, and is neither handed back nor started again
+here before its step in flight has finished and journaled.
 
 Stopping (SIGTERM): no new steps start, steps in flight finish (their journal is written
 either way), leases are released so another replica takes over at once, exit 0.
@@ -71,6 +74,7 @@ class Handle:
     task: asyncio.Task[None] | None = None
     cause: str = ""  # correlation id of what woke it (an API request), for the step's logs
     requests: bool = True  # manual requests may wait in the store (always, at first)
+    stopped: bool = False  # taken off this replica: a step queued for a thread does nothing
 
 
 class Service:
@@ -111,7 +115,8 @@ class Service:
         self.last_claim: float | None = None
         self._stopping = asyncio.Event()
         self._claim_now = asyncio.Event()
-        self._retiring: set[asyncio.Task[None]] = set()  # workers being stopped (lost leases)
+        # lost or surplus leases: their workers being stopped, then the surplus handed back
+        self._retiring: dict[RolloutId, asyncio.Task[None]] = {}
         self._guards = {w.name: webhooks.ReplayGuard() for w in config.webhooks}
         self._files: dict[str, str] = {}  # rollouts folder: path → rollout id registered
         self.finished: dict[RolloutId, RolloutWorker] = {}  # newest FINISHED_KEPT, oldest first
@@ -264,20 +269,16 @@ class Service:
         )
         self.last_claim, self.ready = now, True
         held = {lease.rollout_id: lease for lease in leases}
-        lost = [rollout_id for rollout_id in self.handles if rollout_id not in held]
-        if lost:
-            # stopped in the background: waiting here for their steps in flight would hold up
-            # the renewal of every other lease
-            self._retiring = {task for task in self._retiring if not task.done()}
-            self._retiring.add(asyncio.create_task(_settle(self._detach(lost))))
+        before, self.leases = self.leases, held
+        for rollout_id in [rollout_id for rollout_id in self.handles if rollout_id not in held]:
+            self._retire(rollout_id, before.get(rollout_id))
         for rollout_id, lease in held.items():
             clock = LeaseClock.start(lease, now, anchor, LEASE_MARGIN * self.config.lease.ttl)
             handle = self.handles.get(rollout_id)
             if handle is not None:
                 handle.worker.renew(clock)
-            else:
+            elif rollout_id not in self._retiring:  # else: started at a claim after its last step
                 await self._start_worker(lease, clock)
-        self.leases = held
         self.metrics.leases_held.set(len(self.handles))
 
     async def _start_worker(self, lease: Lease, clock: LeaseClock) -> None:
@@ -306,13 +307,50 @@ class Service:
         log.info("took rollout %s (lease token %d)", lease.rollout_id, lease.token)
 
     async def _stop_workers(self, rollout_ids: list[RolloutId]) -> None:
-        await _settle([*self._retiring, *self._detach(rollout_ids)])
+        await _settle([*self._retiring.values(), *self._detach(rollout_ids)])
+
+    def _retire(self, rollout_id: RolloutId, lease: Lease | None) -> None:
+        """Stop the rollout's worker in the background (waiting here for its step in flight
+        would hold up the renewal of every other lease), then hand `lease` back."""
+        handle = self.handles.get(rollout_id)
+        tasks = self._detach([rollout_id])
+        if handle is not None and handle.worker.finished:
+            lease = None  # a finished rollout's lease is nobody's concern
+        self._retiring[rollout_id] = asyncio.create_task(self._hand_back(rollout_id, tasks, lease))
+
+    async def _hand_back(
+        self, rollout_id: RolloutId, tasks: list[asyncio.Task[None]], lease: Lease | None
+    ) -> None:
+        """Once the rollout's last step here has finished and journaled, release the lease
+        we held, by holder and token: a lease another replica took meanwhile stays its own.
+        Without this, a replica that joins would wait up to a ttl for its share to expire."""
+        try:
+            await _settle(tasks)
+            if lease is None or rollout_id in self.leases:  # a later claim kept it after all
+                return
+            try:
+                handed = await asyncio.to_thread(self.store.hand_back_lease, lease)
+            except TidegateError as exc:
+                log.warning("rollout %s: lease not handed back, it expires instead: %s", rollout_id, exc)
+                return
+            if handed:
+                self.metrics.handbacks.inc()
+                log.info(
+                    "handed back rollout %s (lease token %d): beyond this replica's fair share",
+                    rollout_id,
+                    lease.token,
+                    extra={"rollout": rollout_id},
+                )
+        finally:
+            self._retiring.pop(rollout_id, None)
 
     def _detach(self, rollout_ids: list[RolloutId]) -> list[asyncio.Task[None]]:
         """Take the rollouts off this replica now; their tasks end once a step in flight ends."""
         tasks = []
         for rollout_id in rollout_ids:
             handle = self.handles.pop(rollout_id, None)
+            if handle is not None:
+                handle.stopped = True
             if handle is not None and handle.worker.finished:
                 self._keep_finished(handle.worker)
             if handle is not None and handle.task is not None:
@@ -339,7 +377,7 @@ class Service:
             cause, handle.cause = handle.cause, ""
             requests, handle.requests = handle.requests, False
             loop = asyncio.get_running_loop()
-            running = loop.run_in_executor(self._steps, self._step, worker, cause, requests)
+            running = loop.run_in_executor(self._steps, self._step, handle, cause, requests)
             step = asyncio.ensure_future(running)
             try:
                 await asyncio.shield(step)
@@ -351,8 +389,11 @@ class Service:
                 self._claim_now.set()
                 return
 
-    def _step(self, worker: RolloutWorker, cause: str, requests: bool) -> bool:
+    def _step(self, handle: Handle, cause: str, requests: bool) -> bool:
         """One step in a thread; False when this replica must let the rollout go."""
+        if handle.stopped:  # taken off this replica while the step waited for a thread
+            return True
+        worker = handle.worker
         started = time.perf_counter()
         correlation_id.set(cause or f"tick-{uuid.uuid4().hex[:12]}")  # this thread's context only
         try:

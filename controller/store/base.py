@@ -261,11 +261,19 @@ class Store(Protocol):
 
     def claim_leases(self, holder: str, now: float, ttl: float) -> list[Lease]:
         """Heartbeat `holder`, renew its leases and take over expired or unheld ones up to a
-        fair share of the active rollouts among live replicas; return what it holds."""
+        fair share of the active rollouts among live replicas; return what it holds. Its
+        leases beyond the share are not renewed: the caller stops working them, then hands
+        each back (`hand_back_lease`)."""
         ...
 
     def release_leases(self, holder: str) -> None:
         """Give up every lease (expire them now, tokens kept) and leave the replica set."""
+        ...
+
+    def hand_back_lease(self, lease: Lease) -> bool:
+        """Give up this one lease (holder cleared, expired now, token kept) so any replica's
+        next claim takes it — only while `lease`'s holder and token are still the row's:
+        False, and nothing changed, when it had already moved."""
         ...
 
     def leases(self, rollout_id: RolloutId | None = None) -> list[Lease]:

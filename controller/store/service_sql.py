@@ -9,10 +9,15 @@ PostgreSQL so two replicas never wait on each other for the same row — with a
 compare-and-set on the token, which grows by one at every change of hands. The fair share
 is the number of active rollouts over the replicas seen within one lease period, rounded up.
 
+Handing back. A lease the claim left out of the share is not renewed; once the replica's
+worker for it has stopped, `hand_back` releases that one row with a compare-and-set on
+holder and token (a row another replica took meanwhile is left alone), clearing the holder
+and the expiry, so the next claim of any replica takes it instead of waiting for the expiry.
+
 Fencing. A write made under a lease first runs `UPDATE leases SET token = token WHERE
-rollout_id = ? AND holder = ? AND token = ?`: no row means another replica took over and
-the write is refused. The UPDATE also locks the row until COMMIT, so a takeover cannot slip
-between the check and the write.
+rollout_id = ? AND holder = ? AND token = ?`: no row means another replica took over (or the
+lease was handed back) and the write is refused. The UPDATE also locks the row until COMMIT,
+so neither a takeover nor a handback can slip between the check and the write.
 """
 
 from __future__ import annotations
@@ -63,6 +68,8 @@ TAKE = (
     " WHERE rollout_id = ? AND token = ? AND expires_at < ?"
 )
 RELEASE = "UPDATE leases SET expires_at = 0 WHERE holder = ?"
+# expires_at = 0, not the releaser's now: claimable at once whatever the claimer's clock says
+HAND_BACK = "UPDATE leases SET holder = '', expires_at = 0 WHERE rollout_id = ? AND holder = ? AND token = ?"
 LEAVE = "DELETE FROM replicas WHERE name = ?"
 ALL_LEASES = "SELECT rollout_id, holder, token, expires_at FROM leases ORDER BY rollout_id"
 ONE_LEASE = "SELECT rollout_id, holder, token, expires_at FROM leases WHERE rollout_id = ?"
@@ -106,8 +113,9 @@ def claim(tx: Database, holder: str, now: float, ttl: float) -> list[Lease]:
     active = int(tx.rows(COUNT_ACTIVE, TERMINAL)[0][0])
     replicas = max(1, int(tx.rows(COUNT_LIVE_REPLICAS, (now - ttl,))[0][0]))
     share = math.ceil(active / replicas)
-    # One statement, whatever the number of leases. Beyond the fair share a lease is left to
-    # expire (the ones last in id order), so a replica that joins gets work.
+    # One statement, whatever the number of leases. Beyond the fair share (the ones last in
+    # id order) a lease is not renewed; the service hands it back once its worker has stopped
+    # (`hand_back`), so a replica that joins gets work at its next claim.
     kept = tx.run(RENEW_SHARE, (now + ttl, holder, holder, *TERMINAL, share))
     wanted = share - kept
     if wanted > 0:
@@ -115,7 +123,7 @@ def claim(tx: Database, holder: str, now: float, ttl: float) -> list[Lease]:
         for rollout_id, token in tx.rows(query, (now, *TERMINAL, wanted)):
             tx.run(TAKE, (holder, now + ttl, rollout_id, token, now))
     # Only what this claim renewed or took: a lease left out of the share is no longer this
-    # replica's to act on (it stops at once and the lease expires for another to take).
+    # replica's to act on (it stops, then hands the lease back; if it dies first, it expires).
     mine = [lease_from_row(row) for row in tx.rows(MINE, (holder, *TERMINAL))]
     return [lease for lease in mine if lease.expires_at >= now + ttl]
 
@@ -123,6 +131,11 @@ def claim(tx: Database, holder: str, now: float, ttl: float) -> list[Lease]:
 def release(tx: Database, holder: str) -> None:
     tx.run(RELEASE, (holder,))
     tx.run(LEAVE, (holder,))
+
+
+def hand_back(tx: Database, lease: Lease) -> bool:
+    """Release `lease` if its holder and token are still the row's; False when it moved."""
+    return tx.run(HAND_BACK, (lease.rollout_id, lease.holder, lease.token)) > 0
 
 
 def all_leases(tx: Database, rollout_id: RolloutId | None) -> list[Lease]:

@@ -308,6 +308,10 @@ class SqlStore:
         with self._transaction(write=True) as tx:
             service_sql.release(tx, holder)
 
+    def hand_back_lease(self, lease: Lease) -> bool:
+        with self._transaction(write=True) as tx:
+            return service_sql.hand_back(tx, lease)
+
     def leases(self, rollout_id: RolloutId | None = None) -> list[Lease]:
         with self._transaction() as tx:
             return service_sql.all_leases(tx, rollout_id)
