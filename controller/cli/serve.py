@@ -50,7 +50,9 @@ def serve_command(
     settings = load_config(config)
     env = os.environ
     configure(log_level.upper(), secrets=_secrets(settings, env), json_lines=not plain_logs)
-    store = open_store(settings.store)
+    # The connection that writes under leases: a frozen replica's open transaction is ended
+    # by the server after one lease TTL, so its row locks cannot stall a takeover longer.
+    store = open_store(settings.store, idle_in_transaction=settings.lease.ttl)
     reader = None
     notifier = None
     try:

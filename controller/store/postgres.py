@@ -42,16 +42,30 @@ def redact(text: str, dsn: str = "") -> str:
 
 
 class PostgresStore(SqlStore):
-    def __init__(self, dsn: str, schema: str | None = None) -> None:
-        super().__init__(PostgresDatabase(dsn, schema))
+    def __init__(
+        self, dsn: str, schema: str | None = None, *, idle_in_transaction: float | None = None
+    ) -> None:
+        super().__init__(PostgresDatabase(dsn, schema, idle_in_transaction=idle_in_transaction))
 
 
 class PostgresDatabase(Database):
+    """One connection. With `idle_in_transaction` (seconds), PostgreSQL ends the session when
+    it sits inside a transaction that long: a replica frozen mid-write (a GC pause, SIGSTOP,
+    a VM migration) otherwise keeps its row locks, and a lease row it locked is skipped by
+    every other replica's claim (`SKIP LOCKED`) for as long as the freeze lasts. `tidegate
+    serve` sets it to the lease TTL on the connection that writes under leases, so a frozen
+    holder delays a takeover by about one TTL at most, as an expired lease would; when it
+    wakes, its broken connection is replaced at the next transaction and its writes are
+    fenced out."""
+
     driver_error = psycopg.Error
 
-    def __init__(self, dsn: str, schema: str | None = None) -> None:
+    def __init__(
+        self, dsn: str, schema: str | None = None, *, idle_in_transaction: float | None = None
+    ) -> None:
         self._dsn = dsn
         self._schema = schema
+        self._idle_in_transaction = idle_in_transaction
         self._lock_key = 0
         self._conn = self._connect()
 
@@ -63,6 +77,10 @@ class PostgresDatabase(Database):
     def _connect(self) -> psycopg.Connection[Row]:
         try:
             conn = psycopg.connect(_with_timeout(self._dsn), autocommit=True)
+            if self._idle_in_transaction is not None:
+                milliseconds = max(1, round(self._idle_in_transaction * 1000))
+                setting = sql.SQL("SET idle_in_transaction_session_timeout = {}")
+                conn.execute(setting.format(sql.Literal(milliseconds)))
             if self._schema:
                 conn.execute(sql.SQL("CREATE SCHEMA IF NOT EXISTS {}").format(sql.Identifier(self._schema)))
                 conn.execute(sql.SQL("SET search_path TO {}").format(sql.Identifier(self._schema)))
