@@ -600,3 +600,35 @@ def test_it_names_the_variables_its_credentials_come_from() -> None:
     settings = WebhookSettings(url="https://x", secret_env="A_SECRET", token_env="A_TOKEN")
     assert settings.secret_variables() == ("A_SECRET", "A_TOKEN")
     assert WebhookSettings(url="https://x").secret_variables() == ()
+
+
+def test_a_retry_long_after_the_first_attempt_is_signed_afresh(
+    receiver: FakeReceiver, client: httpx.Client
+) -> None:
+    """The first attempt meets a 503; the retry goes out 10 minutes later, past the
+    receiver's replay tolerance. Signed once, the retry would be rejected as a replay."""
+    now = [NOW]
+
+    def wait(seconds: float) -> None:
+        now[0] += 600.0  # a long backoff (or Retry-After): the signed timestamp ages
+
+    receiver.clock = lambda: now[0]
+    receiver.inject(Reply(503, {"message": "busy"}), times=1)
+    target = Webhook(
+        "router",
+        WebhookSettings.model_validate(
+            {"url": receiver.hook_url("router"), "secret_env": "HOOK_SECRET", "token_env": "HOOK_TOKEN"}
+        ),
+        client,
+        ENV,
+        clock=lambda: now[0],
+        sleep=wait,
+        retry=RetryPolicy(attempts=3),
+    )
+
+    result = target.apply(Operation("router", Op.PAUSE), "k")
+
+    assert isinstance(result, Applied), result
+    stamps = [r.headers["x-tidegate-timestamp"] for r in receiver.requests if r.method == "POST"]
+    assert stamps == [str(int(NOW)), str(int(NOW + 600))]
+    assert [p["key"] for p in posts(receiver)] == ["k", "k"]  # the same operation, the same key

@@ -19,7 +19,8 @@ otherwise); `key` the journal's idempotency key, also sent as the `Idempotency-K
 The signature. With `secret_env`, `X-Tidegate-Timestamp: <unix seconds>` and
 `X-Tidegate-Signature: sha256=<hex HMAC-SHA256(secret, "<timestamp>.<raw body>")>`. A receiver
 recomputes it over the raw bytes it received, compares in constant time, and rejects a
-timestamp more than a few minutes old (a replayed request):
+timestamp more than a few minutes old (a replayed request); each attempt is signed afresh,
+so a retry carries a new timestamp with the same body and key. The check:
 
     expected = hmac.new(secret, f"{timestamp}.".encode() + body, hashlib.sha256).hexdigest()
     ok = hmac.compare_digest(f"sha256={expected}", signature)
@@ -158,8 +159,16 @@ class Webhook:
         body = _body(operation, key, self._clock())
         http, path = self._http(self._settings.url)
         headers = {"Content-Type": "application/json", "Idempotency-Key": key, **self._auth()}
-        headers |= self._signature(body)
-        response = http.request("POST", path, content=body, headers=headers, ok=APPLIED | ALREADY_DONE)
+        response = http.request(
+            "POST",
+            path,
+            content=body,
+            headers=headers,
+            ok=APPLIED | ALREADY_DONE,
+            # signed again at every attempt: a retry minutes later must not carry an old
+            # timestamp, which a receiver rejects as a replay (the body, and its key, stay)
+            fresh_headers=lambda: self._signature(body),
+        )
         said = vendor_message(response, http.secrets) if response.content else ""
         detail = operation.describe() + (f": {said}" if said else "")
         if response.status_code in ALREADY_DONE:
