@@ -152,15 +152,7 @@ class Series:
         index = self.end - self.dropped
         if self.end_low <= time < self.end_high:
             return index
-        times = self.times
-        size = len(times)
-        following = times[index + 1] if self.end_high <= time and 0 <= index < size - 1 else _UNKNOWN
-        if following > time:  # slid past one sample: the usual backtest tick
-            low, high, index = self.end_high, following, index + 1
-        else:
-            index = bisect_right(times, time, 0, size)
-            low = times[index - 1] if index > 0 else _NEVER
-            high = times[index] if index < size else _UNKNOWN
+        index, low, high = _slide(self.times, index, self.end_high, time)  # the usual backtest tick
         self.end, self.end_low, self.end_high = index + self.dropped, low, high
         if len(self.cums) != 0:
             self.end_sum = self.cums[index]
@@ -174,22 +166,14 @@ class Series:
         A window slides forward tick by tick, so its start is usually where it was last
         time, between the same two samples, or one sample further. The times of those two
         samples are kept in the object: then the answer costs two comparisons, or one
-        read of the buffer, where a binary search reads about log2(n) samples, each
-        likely a cache miss in a big controller. Appending never moves them; a late insert or a forget that
-        reaches them resets them (`_unhint`).
+        read of the buffer (`_slide`), where a binary search reads about log2(n) samples,
+        each likely a cache miss in a big controller. Appending never moves them; a late
+        insert or a forget that reaches them resets them (`_unhint`).
         """
         index = self.hint - self.dropped
         if self.hint_low <= time < self.hint_high:
             return index
-        times = self.times
-        size = len(times)
-        following = times[index + 1] if self.hint_high <= time and 0 <= index < size - 1 else _UNKNOWN
-        if following > time:  # slid past one sample: the usual live tick
-            low, high, index = self.hint_high, following, index + 1
-        else:
-            index = bisect_right(times, time, 0, size)
-            low = times[index - 1] if index > 0 else _NEVER
-            high = times[index] if index < size else _UNKNOWN
+        index, low, high = _slide(self.times, index, self.hint_high, time)  # the usual live tick
         self.hint, self.hint_low, self.hint_high = index + self.dropped, low, high
         self.hint_sum = self.cums[index] if len(self.cums) != 0 else 0.0
         return index
@@ -252,6 +236,19 @@ class Series:
             self.end_low = self.end_high = _UNKNOWN
         if len(self.times) == 0:
             self.last_time, self.last_value = _NEVER, 0.0
+
+
+def _slide(times: vec[float], index: int, high: float, time: float) -> tuple[int, float, float]:
+    """A cursor that stood at `index` (times[index - 1] ≤ its time < `high`), moved to
+    `time`: (bisect_right(times, time), the sample times either side of it). One sample
+    further, the common case, costs one read; anything else a binary search."""
+    size = len(times)
+    following = times[index + 1] if high <= time and 0 <= index < size - 1 else _UNKNOWN
+    if following > time:  # slid past one sample
+        return index + 1, high, following
+    index = bisect_right(times, time, 0, size)
+    low = times[index - 1] if index > 0 else _NEVER
+    return index, low, times[index] if index < size else _UNKNOWN
 
 
 def bisect_right(items: vec[float], x: float, low: int, high: int) -> int:
